@@ -1,0 +1,11 @@
+// Registration functions of the _core extension module, one per binding file.
+#pragma once
+#include <pybind11/pybind11.h>
+
+namespace slm::bindings {
+
+void bind_errors(pybind11::module_& m);   // errors.cpp: slm::Error -> slmcore.errors.*
+void bind_kernels(pybind11::module_& m);  // kernels.cpp: _core.kernels, for the kernel tests
+void bind_engine(pybind11::module_& m);   // engine.cpp: _core.Engine
+
+}  // namespace slm::bindings

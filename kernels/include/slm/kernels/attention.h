@@ -1,0 +1,28 @@
+// Scaled dot-product attention of one query head over a contiguous range of cached positions.
+#pragma once
+#include <cstdint>
+#include "slm/kernels/types.h"
+
+namespace slm::kernels {
+
+// out[d] = sum_j p_j * V[j, d]  with  p = softmax_j(scale * dot(q, K[j, :]))  for j in [kv_begin, kv_end).
+// K and V have element type kv_dtype (F32 or F16); row j starts at k + j*kv_stride elements.
+// The caller applies the causal mask and sliding window by choosing [kv_begin, kv_end), which
+// must be non-empty. scores is caller-owned scratch of at least kv_end - kv_begin floats.
+struct AttentionArgs {
+  const float* q;
+  const void* k;
+  const void* v;
+  DType kv_dtype;
+  int64_t kv_stride;
+  int64_t kv_begin;
+  int64_t kv_end;
+  int64_t head_dim;
+  float scale;
+  float* scores;
+  float* out;
+};
+
+using AttentionFn = void (*)(const AttentionArgs& args);
+
+}  // namespace slm::kernels
