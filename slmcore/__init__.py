@@ -2,7 +2,8 @@
 
 from slmcore.errors import *  # noqa: F401,F403
 from slmcore.errors import __all__ as _error_names
+from slmcore.llm import LLM
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", *_error_names]
+__all__ = ["LLM", "__version__", *_error_names]

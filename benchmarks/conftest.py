@@ -1,0 +1,36 @@
+"""Benchmark session: records the machine's load and prints a throughput table at the end."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+RESULTS: list[dict] = []
+
+
+def loadavg() -> str:
+    try:
+        return open("/proc/loadavg").read().split()[0]
+    except OSError:
+        return "?"
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not RESULTS:
+        return
+    tr = terminalreporter
+    tr.section("throughput (side by side, same weights, same threads)")
+    tr.write_line(f"{'case':44s} {'tok/s':>9s} {'GB/s':>7s} {'ratio':>7s}  load")
+    baseline = {}
+    for r in RESULTS:
+        if r["engine"] == "llama.cpp":
+            baseline[r["key"]] = r["tokens_per_s"]
+    for r in RESULTS:
+        ratio = r["tokens_per_s"] / baseline[r["key"]] if r["key"] in baseline else float("nan")
+        tr.write_line(
+            f"{r['name']:44s} {r['tokens_per_s']:9.1f} {r['gb_per_s']:7.2f} {ratio:7.2f}  {r['load']}"
+        )
+    tr.write_line(f"machine: {os.cpu_count()} cpus; ratio = slmcore / llama.cpp in the same run")

@@ -1,0 +1,210 @@
+// _core.Engine: the runtime engine, built from a config dict and a dict of weight arrays that the
+// Python loader prepared (memory-mapped views or converted copies; see slmcore/llm.py).
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bindings/bindings.h"
+#include "runtime/engine.h"
+#include "runtime/error.h"
+
+namespace py = pybind11;
+
+namespace slm::bindings {
+
+namespace {
+
+DType parse_dtype(const std::string& name) {
+  if (name == "float32") return DType::F32;
+  if (name == "float16") return DType::F16;
+  if (name == "bfloat16") return DType::BF16;
+  throw InvalidArgumentError("unknown dtype '" + name + "' (expected float32, float16 or bfloat16)");
+}
+
+// Holds the engine and every Python object whose memory it borrows.
+struct PyEngine {
+  std::unique_ptr<Engine> engine;
+  std::vector<py::object> borrowed;
+
+  Engine& get() {
+    if (!engine) throw InvalidArgumentError("engine is closed");
+    return *engine;
+  }
+};
+
+class WeightReader {
+ public:
+  WeightReader(py::dict weights, std::vector<py::object>& keep) : weights_(std::move(weights)), keep_(keep) {}
+
+  bool has(const std::string& name) const { return weights_.contains(name); }
+
+  // A (array, dtype) entry whose element type matches the declared dtype, C-contiguous.
+  py::array entry(const std::string& name, DType* dtype) {
+    if (!has(name)) throw ModelFormatError("missing weight " + name);
+    py::tuple pair = weights_[py::str(name)].cast<py::tuple>();
+    if (pair.size() != 2) throw InvalidArgumentError("weight " + name + " must be an (array, dtype) pair");
+    py::array arr = pair[0].cast<py::array>();
+    *dtype = parse_dtype(pair[1].cast<std::string>());
+    const char kind = arr.dtype().kind();
+    const auto itemsize = arr.itemsize();
+    const bool ok = (*dtype == DType::F32 && kind == 'f' && itemsize == 4) ||
+                    (*dtype == DType::F16 && kind == 'f' && itemsize == 2) ||
+                    (*dtype == DType::BF16 && kind == 'u' && itemsize == 2);
+    if (!ok) throw InvalidArgumentError("weight " + name + ": array element type does not match dtype");
+    if (!(arr.flags() & py::array::c_style)) throw InvalidArgumentError("weight " + name + " must be C-contiguous");
+    keep_.push_back(arr);
+    return arr;
+  }
+
+  Matrix matrix(const std::string& name) {
+    DType dtype;
+    py::array arr = entry(name, &dtype);
+    if (arr.ndim() != 2) throw ModelFormatError("weight " + name + " must be 2-D");
+    return Matrix{arr.data(), dtype, static_cast<int64_t>(arr.shape(0)), static_cast<int64_t>(arr.shape(1))};
+  }
+
+  // A float32 vector of `length` elements, or nullptr when absent and optional.
+  const float* vector(const std::string& name, int64_t length, bool optional) {
+    if (optional && !has(name)) return nullptr;
+    DType dtype;
+    py::array arr = entry(name, &dtype);
+    if (dtype != DType::F32) throw InvalidArgumentError("weight " + name + " must be float32");
+    if (arr.ndim() != 1 || arr.shape(0) != length) {
+      throw ModelFormatError("weight " + name + " must have shape [" + std::to_string(length) + "]");
+    }
+    return static_cast<const float*>(arr.data());
+  }
+
+ private:
+  py::dict weights_;
+  std::vector<py::object>& keep_;
+};
+
+std::vector<float> float_table(const py::dict& config, const char* key) {
+  auto arr = config[key].cast<py::array_t<float, py::array::c_style | py::array::forcecast>>();
+  return std::vector<float>(arr.data(), arr.data() + arr.size());
+}
+
+std::unique_ptr<PyEngine> build(const std::string& graph, const py::dict& cfg, const py::dict& weights) {
+  auto out = std::make_unique<PyEngine>();
+  EngineConfig c;
+  auto i64 = [&](const char* key) { return cfg[key].cast<int64_t>(); };
+  c.vocab_size = i64("vocab_size");
+  c.hidden_size = i64("hidden_size");
+  c.intermediate_size = i64("intermediate_size");
+  c.n_layers = i64("num_hidden_layers");
+  c.n_heads = i64("num_attention_heads");
+  c.n_kv_heads = i64("num_key_value_heads");
+  c.head_dim = i64("head_dim");
+  c.rotary_dim = i64("rotary_dim");
+  const std::string style = cfg["rope_style"].cast<std::string>();
+  if (style != "neox" && style != "interleaved") throw ConfigError("rope_style must be neox or interleaved");
+  c.rope_style = style == "neox" ? kernels::RopeStyle::Neox : kernels::RopeStyle::Interleaved;
+  c.rms_norm_eps = cfg["rms_norm_eps"].cast<float>();
+  c.attention_scale = cfg["attention_scale"].cast<float>();
+  c.max_seq_len = i64("max_seq_len");
+  c.kv_dtype = parse_dtype(cfg["kv_dtype"].cast<std::string>());
+  c.layer_windows = cfg["layer_windows"].cast<std::vector<int64_t>>();
+  c.rope_cos = float_table(cfg, "rope_cos");
+  c.rope_sin = float_table(cfg, "rope_sin");
+  c.n_threads = cfg["threads"].cast<int>();
+  c.isa = cfg["isa"].cast<std::string>();
+
+  WeightReader r(weights, out->borrowed);
+  ModelWeights w;
+  w.embed_tokens = r.matrix("embed_tokens");
+  w.lm_head = r.matrix("lm_head");
+  w.norm = r.vector("norm", c.hidden_size, false);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    const int64_t q_rows = c.n_heads * c.head_dim, kv_rows = c.n_kv_heads * c.head_dim;
+    LayerWeights L;
+    L.input_layernorm = r.vector(p + "input_layernorm", c.hidden_size, false);
+    L.post_attention_layernorm = r.vector(p + "post_attention_layernorm", c.hidden_size, false);
+    L.q_proj = r.matrix(p + "self_attn.q_proj");
+    L.k_proj = r.matrix(p + "self_attn.k_proj");
+    L.v_proj = r.matrix(p + "self_attn.v_proj");
+    L.o_proj = r.matrix(p + "self_attn.o_proj");
+    L.q_bias = r.vector(p + "self_attn.q_proj.bias", q_rows, true);
+    L.k_bias = r.vector(p + "self_attn.k_proj.bias", kv_rows, true);
+    L.v_bias = r.vector(p + "self_attn.v_proj.bias", kv_rows, true);
+    L.o_bias = r.vector(p + "self_attn.o_proj.bias", c.hidden_size, true);
+    L.gate_proj = r.matrix(p + "mlp.gate_proj");
+    L.up_proj = r.matrix(p + "mlp.up_proj");
+    L.down_proj = r.matrix(p + "mlp.down_proj");
+    L.gate_bias = r.vector(p + "mlp.gate_proj.bias", c.intermediate_size, true);
+    L.up_bias = r.vector(p + "mlp.up_proj.bias", c.intermediate_size, true);
+    L.down_bias = r.vector(p + "mlp.down_proj.bias", c.hidden_size, true);
+    w.layers.push_back(L);
+  }
+  out->engine = make_engine(graph, std::move(c), std::move(w));
+  return out;
+}
+
+LogitsMode parse_mode(const std::string& s) {
+  if (s == "none") return LogitsMode::None;
+  if (s == "last") return LogitsMode::Last;
+  if (s == "all") return LogitsMode::All;
+  throw InvalidArgumentError("logits must be 'none', 'last' or 'all', got '" + s + "'");
+}
+
+py::object forward(PyEngine& self, const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& tokens,
+                   const std::string& logits) {
+  Engine& e = self.get();
+  const LogitsMode mode = parse_mode(logits);
+  if (tokens.ndim() != 1) throw InvalidArgumentError("tokens must be a 1-D sequence of ids");
+  const int64_t n = tokens.shape(0);
+  const int64_t vocab = e.config().vocab_size;
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t id = tokens.at(i);
+    if (id < 0 || id >= vocab) {
+      throw InvalidTokenError("token id " + std::to_string(id) + " at position " + std::to_string(i) +
+                              " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+    }
+    ids[static_cast<size_t>(i)] = static_cast<int32_t>(id);
+  }
+  py::array_t<float> out;
+  float* dst = nullptr;
+  if (mode == LogitsMode::All) {
+    out = py::array_t<float>({n, vocab});
+    dst = out.mutable_data();
+  } else if (mode == LogitsMode::Last) {
+    out = py::array_t<float>({vocab});
+    dst = out.mutable_data();
+  }
+  {
+    py::gil_scoped_release release;
+    e.forward(ids.data(), n, mode, dst);
+  }
+  if (mode == LogitsMode::None) return py::none();
+  return std::move(out);
+}
+
+}  // namespace
+
+void bind_engine(py::module_& m) {
+  py::class_<PyEngine>(m, "Engine", "One loaded model: weights, KV cache, threads. Built by slmcore.LLM.")
+      .def(py::init(&build), py::arg("graph"), py::arg("config"), py::arg("weights"))
+      .def("forward", &forward, py::arg("tokens"), py::arg("logits") = "last",
+           "Append tokens to the sequence, run them, and return logits: 'last' [vocab], 'all' [n, vocab] or 'none'.")
+      .def("reset", [](PyEngine& s) { s.get().reset(); }, "Start a fresh sequence.")
+      .def("truncate", [](PyEngine& s, int64_t n) { s.get().truncate(n); }, py::arg("n"),
+           "Keep the first n positions of the sequence.")
+      .def_property_readonly("n_past", [](PyEngine& s) { return s.get().n_past(); })
+      .def_property_readonly("max_seq_len", [](PyEngine& s) { return s.get().config().max_seq_len; })
+      .def("set_isa", [](PyEngine& s, const std::string& isa) { s.get().set_isa(isa); }, py::arg("isa"),
+           "Switch the kernel table ('auto', 'generic', 'avx2', 'avx512'); for tests and benchmarks.")
+      .def_property_readonly("isa", [](PyEngine& s) { return s.get().isa(); })
+      .def("set_threads", [](PyEngine& s, int n) { s.get().set_threads(n); }, py::arg("n"))
+      .def_property_readonly("threads", [](PyEngine& s) { return s.get().threads(); })
+      .def("close", [](PyEngine& s) {
+        s.engine.reset();
+        s.borrowed.clear();
+      }, "Free the KV cache and release the weights.");
+}
+
+}  // namespace slm::bindings

@@ -1,0 +1,95 @@
+// The engine: one loaded model with its weights, KV cache, thread pool and scratch buffers.
+// Weights are borrowed (memory-mapped or converted by the Python loader, which keeps them alive);
+// everything else is owned here.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "slm/kernels/cpu.h"
+
+namespace slm {
+
+using kernels::DType;
+
+// A weight matrix W[rows, cols], row-major, rows contiguous.
+struct Matrix {
+  const void* data = nullptr;
+  DType dtype = DType::F32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+struct LayerWeights {
+  const float* input_layernorm = nullptr;
+  Matrix q_proj, k_proj, v_proj, o_proj;
+  const float* q_bias = nullptr;  // nullable, as are all biases
+  const float* k_bias = nullptr;
+  const float* v_bias = nullptr;
+  const float* o_bias = nullptr;
+  const float* post_attention_layernorm = nullptr;
+  Matrix gate_proj, up_proj, down_proj;
+  const float* gate_bias = nullptr;
+  const float* up_bias = nullptr;
+  const float* down_bias = nullptr;
+};
+
+struct ModelWeights {
+  Matrix embed_tokens;
+  const float* norm = nullptr;
+  Matrix lm_head;
+  std::vector<LayerWeights> layers;
+};
+
+struct EngineConfig {
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t n_layers = 0;
+  int64_t n_heads = 0;
+  int64_t n_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t rotary_dim = 0;
+  kernels::RopeStyle rope_style = kernels::RopeStyle::Neox;
+  float rms_norm_eps = 1e-5f;
+  float attention_scale = 0.f;        // usually 1/sqrt(head_dim)
+  int64_t max_seq_len = 0;
+  DType kv_dtype = DType::F32;        // F32 or F16
+  std::vector<int64_t> layer_windows;  // per layer; 0 = full causal attention
+  std::vector<float> rope_cos;         // [max_seq_len, rotary_dim / 2]
+  std::vector<float> rope_sin;
+  int n_threads = 1;
+  std::string isa = "auto";
+};
+
+enum class LogitsMode { None, Last, All };
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  // Appends `tokens` to the current sequence and runs them through the model. Writes logits to
+  // `logits_out`: nothing (None), [vocab] for the last token (Last) or [n, vocab] (All).
+  // Throws InvalidTokenError or ContextLengthError before any compute.
+  virtual void forward(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits_out) = 0;
+
+  // Forgets the sequence (the KV cache contents become unused).
+  virtual void reset() = 0;
+  // Keeps the first n positions of the sequence and drops the rest.
+  virtual void truncate(int64_t n) = 0;
+  virtual int64_t n_past() const = 0;
+
+  virtual const EngineConfig& config() const = 0;
+  // Switches the kernel table: "auto", "generic", "avx2", "avx512". For tests and benchmarks.
+  virtual void set_isa(const std::string& isa) = 0;
+  virtual std::string isa() const = 0;
+  virtual void set_threads(int n_threads) = 0;
+  virtual int threads() const = 0;
+};
+
+// Builds the engine for a graph family ("llama" covers Llama, Mistral and Qwen2). Validates the
+// config and weight shapes (ConfigError / ModelFormatError) and allocates the KV cache.
+std::unique_ptr<Engine> make_engine(const std::string& graph, EngineConfig config, ModelWeights weights);
+
+}  // namespace slm

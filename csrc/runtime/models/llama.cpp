@@ -1,0 +1,332 @@
+// The Llama-family decoder (Llama 2/3, Mistral, Qwen2): pre-norm blocks of RMSNorm, rotary GQA
+// attention with an optional sliding window and optional q/k/v/o biases, and a SwiGLU MLP.
+//
+// One forward pass over a chunk of tokens, per layer, as five parallel regions (a barrier after
+// each); the RMSNorms are computed redundantly by every thread into its own buffer so that they
+// need no barrier of their own:
+//   1. h = rmsnorm(x); q, k, v = h Wq + bq, h Wk + bk, h Wv + bv; rope(q, k); cache k, v
+//   2. a = softmax(q K^T * scale + causal/window mask) V, per token and head
+//   3. x += a Wo + bo
+//   4. h = rmsnorm(x); m = silu(h Wgate) * (h Wup)
+//   5. x += m Wdown
+// then logits = rmsnorm(x) Wlm_head. Work is split by output rows (or heads, or token×head
+// pairs), never along a reduction, so every value is the same for any number of threads.
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "runtime/buffer.h"
+#include "runtime/cpu_dispatch.h"
+#include "runtime/engine.h"
+#include "runtime/error.h"
+#include "runtime/thread_pool.h"
+
+namespace slm {
+
+namespace {
+
+constexpr int64_t kMaxChunk = 512;  // prompt tokens per pass: bounds scratch memory
+constexpr int64_t kRowAlign = 16;   // thread split granularity for matrix rows
+
+size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
+
+void check_matrix(const Matrix& m, const char* name, int64_t layer, int64_t rows, int64_t cols) {
+  const std::string where = layer >= 0 ? "layers." + std::to_string(layer) + "." + name : name;
+  if (m.data == nullptr) throw ModelFormatError("missing weight " + where);
+  if (m.rows != rows || m.cols != cols) {
+    throw ModelFormatError("weight " + where + " has shape [" + std::to_string(m.rows) + ", " +
+                           std::to_string(m.cols) + "], expected [" + std::to_string(rows) + ", " +
+                           std::to_string(cols) + "]");
+  }
+}
+
+void check_vector(const float* p, const char* name, int64_t layer) {
+  if (p == nullptr) {
+    const std::string where = layer >= 0 ? "layers." + std::to_string(layer) + "." + name : name;
+    throw ModelFormatError("missing weight " + where);
+  }
+}
+
+void check_positive(int64_t v, const char* name) {
+  if (v <= 0) throw ConfigError(std::string(name) + " must be positive, got " + std::to_string(v));
+}
+
+class LlamaEngine final : public Engine {
+ public:
+  LlamaEngine(EngineConfig config, ModelWeights weights)
+      : cfg_(std::move(config)), w_(std::move(weights)) {
+    validate();
+    kernels_ = &cpu_kernels_for(cfg_.isa);
+    q_dim_ = cfg_.n_heads * cfg_.head_dim;
+    kv_dim_ = cfg_.n_kv_heads * cfg_.head_dim;
+    chunk_ = std::min<int64_t>(kMaxChunk, cfg_.max_seq_len);
+    const size_t cache_elems = static_cast<size_t>(cfg_.n_layers * cfg_.n_kv_heads * cfg_.max_seq_len * cfg_.head_dim);
+    k_cache_.resize(cache_elems * dtype_size(cfg_.kv_dtype));
+    v_cache_.resize(cache_elems * dtype_size(cfg_.kv_dtype));
+    x_.resize(chunk_ * cfg_.hidden_size);
+    q_.resize(chunk_ * q_dim_);
+    k_.resize(chunk_ * kv_dim_);
+    v_.resize(chunk_ * kv_dim_);
+    attn_.resize(chunk_ * q_dim_);
+    gate_.resize(chunk_ * cfg_.intermediate_size);
+    up_.resize(chunk_ * cfg_.intermediate_size);
+    set_threads(cfg_.n_threads);
+  }
+
+  void forward(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits_out) override {
+    if (n <= 0) throw InvalidArgumentError("forward needs at least one token");
+    for (int64_t i = 0; i < n; ++i) {
+      if (tokens[i] < 0 || tokens[i] >= cfg_.vocab_size) {
+        throw InvalidTokenError("token id " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
+                                " is outside the vocabulary [0, " + std::to_string(cfg_.vocab_size) + ")");
+      }
+    }
+    if (n > cfg_.max_seq_len - n_past_) {
+      throw ContextLengthError("sequence of " + std::to_string(n_past_ + n) + " tokens exceeds max_seq_len " +
+                               std::to_string(cfg_.max_seq_len));
+    }
+    for (int64_t start = 0; start < n; start += chunk_) {
+      const int64_t len = std::min(chunk_, n - start);
+      const bool last_chunk = start + len == n;
+      LogitsMode chunk_mode = mode == LogitsMode::All ? LogitsMode::All
+                              : (mode == LogitsMode::Last && last_chunk) ? LogitsMode::Last
+                                                                         : LogitsMode::None;
+      float* out = mode == LogitsMode::All ? logits_out + start * cfg_.vocab_size : logits_out;
+      run_chunk(tokens + start, len, chunk_mode, out);
+    }
+  }
+
+  void reset() override { n_past_ = 0; }
+  void truncate(int64_t n) override {
+    if (n < 0 || n > n_past_) {
+      throw InvalidArgumentError("cannot truncate a sequence of " + std::to_string(n_past_) + " tokens to " +
+                                 std::to_string(n));
+    }
+    n_past_ = n;
+  }
+  int64_t n_past() const override { return n_past_; }
+  const EngineConfig& config() const override { return cfg_; }
+  void set_isa(const std::string& isa) override { kernels_ = &cpu_kernels_for(isa); }
+  std::string isa() const override { return kernels_->name; }
+  int threads() const override { return pool_->size(); }
+
+  void set_threads(int n_threads) override {
+    if (n_threads < 1) throw InvalidArgumentError("threads must be at least 1, got " + std::to_string(n_threads));
+    pool_ = std::make_unique<ThreadPool>(n_threads);
+    cfg_.n_threads = n_threads;
+    normed_.clear();
+    scores_.clear();
+    for (int i = 0; i < n_threads; ++i) {
+      normed_.emplace_back(chunk_ * cfg_.hidden_size);
+      scores_.emplace_back(cfg_.max_seq_len);
+    }
+  }
+
+ private:
+  void validate() const {
+    const auto& c = cfg_;
+    check_positive(c.vocab_size, "vocab_size");
+    check_positive(c.hidden_size, "hidden_size");
+    check_positive(c.intermediate_size, "intermediate_size");
+    check_positive(c.n_layers, "num_hidden_layers");
+    check_positive(c.n_heads, "num_attention_heads");
+    check_positive(c.n_kv_heads, "num_key_value_heads");
+    check_positive(c.head_dim, "head_dim");
+    check_positive(c.max_seq_len, "max_seq_len");
+    if (c.n_heads % c.n_kv_heads != 0) {
+      throw ConfigError("num_attention_heads (" + std::to_string(c.n_heads) + ") must be a multiple of num_key_value_heads (" +
+                        std::to_string(c.n_kv_heads) + ")");
+    }
+    if (c.rotary_dim < 0 || c.rotary_dim > c.head_dim || c.rotary_dim % 2 != 0) {
+      throw ConfigError("rotary_dim must be even and at most head_dim, got " + std::to_string(c.rotary_dim));
+    }
+    const size_t table = static_cast<size_t>(c.max_seq_len * (c.rotary_dim / 2));
+    if (c.rope_cos.size() != table || c.rope_sin.size() != table) throw ConfigError("rope tables must be [max_seq_len, rotary_dim/2]");
+    if (static_cast<int64_t>(c.layer_windows.size()) != c.n_layers) throw ConfigError("layer_windows needs one entry per layer");
+    for (int64_t wdw : c.layer_windows) {
+      if (wdw < 0) throw ConfigError("sliding window sizes must be >= 0");
+    }
+    if (c.kv_dtype != DType::F32 && c.kv_dtype != DType::F16) throw ConfigError("kv cache dtype must be float32 or float16");
+
+    const int64_t H = c.hidden_size, I = c.intermediate_size, Q = c.n_heads * c.head_dim, KV = c.n_kv_heads * c.head_dim;
+    check_matrix(w_.embed_tokens, "embed_tokens", -1, c.vocab_size, H);
+    check_matrix(w_.lm_head, "lm_head", -1, c.vocab_size, H);
+    check_vector(w_.norm, "norm", -1);
+    if (static_cast<int64_t>(w_.layers.size()) != c.n_layers) {
+      throw ModelFormatError("expected weights for " + std::to_string(c.n_layers) + " layers, got " +
+                             std::to_string(w_.layers.size()));
+    }
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      const LayerWeights& L = w_.layers[l];
+      check_vector(L.input_layernorm, "input_layernorm", l);
+      check_vector(L.post_attention_layernorm, "post_attention_layernorm", l);
+      check_matrix(L.q_proj, "self_attn.q_proj", l, Q, H);
+      check_matrix(L.k_proj, "self_attn.k_proj", l, KV, H);
+      check_matrix(L.v_proj, "self_attn.v_proj", l, KV, H);
+      check_matrix(L.o_proj, "self_attn.o_proj", l, H, Q);
+      check_matrix(L.gate_proj, "mlp.gate_proj", l, I, H);
+      check_matrix(L.up_proj, "mlp.up_proj", l, I, H);
+      check_matrix(L.down_proj, "mlp.down_proj", l, H, I);
+    }
+  }
+
+  void matmul(const float* x, int64_t x_stride, int64_t n_tokens, const Matrix& W, int64_t row_begin, int64_t row_end,
+              float* y, int64_t y_stride, const float* bias, bool accumulate) const {
+    if (row_begin >= row_end) return;
+    kernels::MatmulArgs a{x, x_stride, W.data, W.dtype, W.cols, y, y_stride, n_tokens, W.cols,
+                          row_begin, row_end, bias, accumulate};
+    kernels_->matmul(a);
+  }
+
+  void rmsnorm_all(const float* weight, int64_t first, int64_t n, float* dst) const {
+    const int64_t H = cfg_.hidden_size;
+    for (int64_t t = first; t < first + n; ++t) kernels_->rmsnorm(x_.data() + t * H, weight, dst + t * H, H, cfg_.rms_norm_eps);
+  }
+
+  size_t cache_offset(int64_t layer, int64_t kv_head, int64_t pos) const {
+    return static_cast<size_t>(((layer * cfg_.n_kv_heads + kv_head) * cfg_.max_seq_len + pos) * cfg_.head_dim);
+  }
+
+  void store_kv(uint8_t* cache, int64_t layer, int64_t kv_head, int64_t pos, const float* src) const {
+    const size_t off = cache_offset(layer, kv_head, pos);
+    if (cfg_.kv_dtype == DType::F32) {
+      std::memcpy(reinterpret_cast<float*>(cache) + off, src, cfg_.head_dim * sizeof(float));
+    } else {
+      kernels_->f32_to_f16(src, reinterpret_cast<uint16_t*>(cache) + off, cfg_.head_dim);
+    }
+  }
+
+  const void* cache_row(const Buffer<uint8_t>& cache, int64_t layer, int64_t kv_head) const {
+    return cache.data() + cache_offset(layer, kv_head, 0) * dtype_size(cfg_.kv_dtype);
+  }
+
+  // Region 1: q, k, v projections of this thread's heads, rotary embedding, KV cache writes.
+  // Heads are numbered q heads first, then k heads, then v heads; each thread owns a contiguous run.
+  void qkv_rope_store(int tid, int64_t layer, int64_t n, int64_t pos0) {
+    const LayerWeights& L = w_.layers[layer];
+    const int64_t H = cfg_.hidden_size, hd = cfg_.head_dim, nq = cfg_.n_heads, nkv = cfg_.n_kv_heads;
+    float* h = normed_[tid].data();
+    rmsnorm_all(L.input_layernorm, 0, n, h);
+    const Range mine = split_range(nq + 2 * nkv, tid, pool_->size(), 1);
+    const int64_t half = cfg_.rotary_dim / 2;
+    auto heads_in = [&](int64_t first) {  // this thread's heads among [first, first + count) as local indices
+      return Range{std::max<int64_t>(mine.begin - first, 0), mine.end - first};
+    };
+    Range q = heads_in(0), k = heads_in(nq), v = heads_in(nq + nkv);
+    q.end = std::min(q.end, nq);
+    k.end = std::min(k.end, nkv);
+    v.end = std::min(v.end, nkv);
+
+    if (q.begin < q.end) {
+      matmul(h, H, n, L.q_proj, q.begin * hd, q.end * hd, q_.data(), q_dim_, L.q_bias, false);
+      for (int64_t t = 0; t < n; ++t) {
+        kernels_->rope(q_.data() + t * q_dim_ + q.begin * hd, q.end - q.begin, hd, cfg_.rotary_dim,
+                       cfg_.rope_cos.data() + (pos0 + t) * half, cfg_.rope_sin.data() + (pos0 + t) * half, cfg_.rope_style);
+      }
+    }
+    if (k.begin < k.end) {
+      matmul(h, H, n, L.k_proj, k.begin * hd, k.end * hd, k_.data(), kv_dim_, L.k_bias, false);
+      for (int64_t t = 0; t < n; ++t) {
+        float* row = k_.data() + t * kv_dim_;
+        kernels_->rope(row + k.begin * hd, k.end - k.begin, hd, cfg_.rotary_dim, cfg_.rope_cos.data() + (pos0 + t) * half,
+                       cfg_.rope_sin.data() + (pos0 + t) * half, cfg_.rope_style);
+        for (int64_t g = k.begin; g < k.end; ++g) store_kv(k_cache_.data(), layer, g, pos0 + t, row + g * hd);
+      }
+    }
+    if (v.begin < v.end) {
+      matmul(h, H, n, L.v_proj, v.begin * hd, v.end * hd, v_.data(), kv_dim_, L.v_bias, false);
+      for (int64_t t = 0; t < n; ++t) {
+        for (int64_t g = v.begin; g < v.end; ++g) store_kv(v_cache_.data(), layer, g, pos0 + t, v_.data() + t * kv_dim_ + g * hd);
+      }
+    }
+  }
+
+  // Region 2: causal attention for this thread's (token, head) pairs.
+  void attend(int tid, int64_t layer, int64_t n, int64_t pos0) {
+    const int64_t nq = cfg_.n_heads, hd = cfg_.head_dim, group = cfg_.n_heads / cfg_.n_kv_heads;
+    const int64_t window = cfg_.layer_windows[layer];
+    const Range mine = split_range(n * nq, tid, pool_->size(), 1);
+    for (int64_t item = mine.begin; item < mine.end; ++item) {
+      const int64_t t = item / nq, head = item % nq, kv_head = head / group, pos = pos0 + t;
+      kernels::AttentionArgs a;
+      a.q = q_.data() + t * q_dim_ + head * hd;
+      a.k = cache_row(k_cache_, layer, kv_head);
+      a.v = cache_row(v_cache_, layer, kv_head);
+      a.kv_dtype = cfg_.kv_dtype;
+      a.kv_stride = hd;
+      a.kv_begin = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
+      a.kv_end = pos + 1;
+      a.head_dim = hd;
+      a.scale = cfg_.attention_scale;
+      a.scores = scores_[tid].data();
+      a.out = attn_.data() + t * q_dim_ + head * hd;
+      kernels_->attention(a);
+    }
+  }
+
+  void run_chunk(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits_out) {
+    const int64_t H = cfg_.hidden_size, I = cfg_.intermediate_size, pos0 = n_past_;
+    const int T = pool_->size();
+    const Matrix& E = w_.embed_tokens;
+    for (int64_t t = 0; t < n; ++t) {
+      const auto* row = static_cast<const uint8_t*>(E.data) + static_cast<size_t>(tokens[t]) * H * dtype_size(E.dtype);
+      kernels_->to_f32(row, E.dtype, x_.data() + t * H, H);
+    }
+    for (int64_t l = 0; l < cfg_.n_layers; ++l) {
+      const LayerWeights& L = w_.layers[l];
+      pool_->run([&](int tid) { qkv_rope_store(tid, l, n, pos0); });
+      pool_->run([&](int tid) { attend(tid, l, n, pos0); });
+      pool_->run([&](int tid) {
+        const Range r = split_range(H, tid, T, kRowAlign);
+        matmul(attn_.data(), q_dim_, n, L.o_proj, r.begin, r.end, x_.data(), H, L.o_bias, true);
+      });
+      pool_->run([&](int tid) {
+        float* h = normed_[tid].data();
+        rmsnorm_all(L.post_attention_layernorm, 0, n, h);
+        const Range r = split_range(I, tid, T, kRowAlign);
+        if (r.begin >= r.end) return;
+        matmul(h, H, n, L.gate_proj, r.begin, r.end, gate_.data(), I, L.gate_bias, false);
+        matmul(h, H, n, L.up_proj, r.begin, r.end, up_.data(), I, L.up_bias, false);
+        for (int64_t t = 0; t < n; ++t) {
+          float* g = gate_.data() + t * I + r.begin;
+          kernels_->swiglu(g, up_.data() + t * I + r.begin, g, r.end - r.begin);
+        }
+      });
+      pool_->run([&](int tid) {
+        const Range r = split_range(H, tid, T, kRowAlign);
+        matmul(gate_.data(), I, n, L.down_proj, r.begin, r.end, x_.data(), H, L.down_bias, true);
+      });
+    }
+    n_past_ += n;
+    if (mode == LogitsMode::None) return;
+    const int64_t first = mode == LogitsMode::All ? 0 : n - 1;
+    const int64_t count = n - first;
+    pool_->run([&](int tid) {
+      float* h = normed_[tid].data();
+      rmsnorm_all(w_.norm, first, count, h);
+      const Range r = split_range(cfg_.vocab_size, tid, T, kRowAlign);
+      matmul(h + first * H, H, count, w_.lm_head, r.begin, r.end, logits_out, cfg_.vocab_size, nullptr, false);
+    });
+  }
+
+  EngineConfig cfg_;
+  ModelWeights w_;
+  const kernels::CpuKernels* kernels_ = nullptr;
+  std::unique_ptr<ThreadPool> pool_;
+  int64_t n_past_ = 0;
+  int64_t chunk_ = 0;
+  int64_t q_dim_ = 0;
+  int64_t kv_dim_ = 0;
+  Buffer<uint8_t> k_cache_, v_cache_;  // [layer][kv_head][position][head_dim] in kv_dtype
+  Buffer<float> x_, q_, k_, v_, attn_, gate_, up_;
+  std::vector<Buffer<float>> normed_;  // per thread: rmsnorm output [chunk, hidden]
+  std::vector<Buffer<float>> scores_;  // per thread: attention scores [max_seq_len]
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> make_llama_engine(EngineConfig config, ModelWeights weights) {
+  return std::make_unique<LlamaEngine>(std::move(config), std::move(weights));
+}
+
+}  // namespace slm
