@@ -392,7 +392,8 @@ def _layer_windows(f: _Fields, model_type: str, num_hidden_layers: int) -> tuple
 
     if not isinstance(layer_types, list) or len(layer_types) != num_hidden_layers:
         raise f.error(
-            f"field 'layer_types' must be a list of {num_hidden_layers} entries (num_hidden_layers), got {layer_types!r}"
+            f"field 'layer_types' must be a list of {num_hidden_layers} entries (num_hidden_layers), "
+            f"got {layer_types!r}"
         )
     windows = []
     for i, layer_type in enumerate(layer_types):

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from slmcore.errors import ClosedError, ModelFormatError
+from slmcore.errors import ClosedError, InvalidArgumentError, ModelFormatError
 
 # Header JSON larger than this is refused before reading it (real headers are well under 10 MB).
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -110,7 +110,9 @@ class SafetensorsFile:
             raise self._error(f"file is {file_size} bytes, shorter than the 8-byte safetensors header length")
         header_len = int.from_bytes(f.read(8), "little")
         if header_len > MAX_HEADER_BYTES:
-            raise self._error(f"header length {header_len} exceeds the {MAX_HEADER_BYTES}-byte limit; not a safetensors file?")
+            raise self._error(
+                f"header length {header_len} exceeds the {MAX_HEADER_BYTES}-byte limit; not a safetensors file?"
+            )
         if header_len > file_size - 8:
             raise self._error(
                 f"header length {header_len} is larger than the rest of the file ({file_size - 8} bytes); "
@@ -290,13 +292,17 @@ class Checkpoint:
             for f in files:
                 for tensor in [*f.tensors, *f.unsupported]:
                     if tensor in seen_in:
-                        raise ModelFormatError(f"{index}: tensor {tensor!r} is stored in both {seen_in[tensor]} and {f.path}")
+                        raise ModelFormatError(
+                            f"{index}: tensor {tensor!r} is stored in both {seen_in[tensor]} and {f.path}"
+                        )
                     seen_in[tensor] = f.path
                 tensors.update(f.tensors)
             for tensor, shard in weight_map.items():
                 f = by_name[shard]
                 if tensor not in f.tensors and tensor not in f.unsupported:
-                    raise ModelFormatError(f"{index}: tensor {tensor!r} is listed in shard {shard!r} but {f.path} does not contain it")
+                    raise ModelFormatError(
+                        f"{index}: tensor {tensor!r} is listed in shard {shard!r} but {f.path} does not contain it"
+                    )
         except BaseException:
             for f in files:
                 f.close()
@@ -351,7 +357,9 @@ def _shard_path(root: Path, index: Path, name: str) -> Path:
         or any(part in ("..", "") for part in name.split("/"))
     )
     if bad:
-        raise ModelFormatError(f"{index}: shard file name {name!r} is not a plain relative path inside the model directory")
+        raise ModelFormatError(
+            f"{index}: shard file name {name!r} is not a plain relative path inside the model directory"
+        )
     path = root / name
     resolved = path.resolve()
     if not (resolved.is_relative_to(root) or _is_hub_cache_blob(root, resolved)):
@@ -397,7 +405,7 @@ def convert(array: np.ndarray, src_dtype: str, dst_dtype: str) -> np.ndarray:
     """A weight in dst_dtype (bfloat16 as uint16 bits, rounded to nearest even), converted block by block."""
     for dtype in (src_dtype, dst_dtype):
         if dtype not in WEIGHT_DTYPES:
-            raise ValueError(f"unknown weight dtype {dtype!r}; expected one of {', '.join(WEIGHT_DTYPES)}")
+            raise InvalidArgumentError(f"unknown weight dtype {dtype!r}; expected one of {', '.join(WEIGHT_DTYPES)}")
     if src_dtype == dst_dtype:
         return array
     out = np.empty(array.shape, dtype=NUMPY_VIEW_DTYPES[dst_dtype])

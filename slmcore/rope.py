@@ -1,7 +1,9 @@
 """Rotary position embedding tables: cos/sin per position and frequency, as transformers computes them.
 
 Every step runs in float32 in the same order as transformers 5.24 (modeling_rope_utils.py and
-LlamaRotaryEmbedding.forward), so the tables match its float32 values.
+LlamaRotaryEmbedding.forward). The one difference: theta ** exponent is rounded once from float64,
+where torch's vectorised powf is sometimes 1 ulp off; inv_freq then agrees within 1 ulp and cos/sin
+within a few float32 ulps (tests/test_config.py compares them with transformers' module).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import math
 import numpy as np
 
 from slmcore.config import RopeConfig
-from slmcore.errors import ConfigError
+from slmcore.errors import ConfigError, InvalidArgumentError
 
 # The llama family rotates pairs (i, i + rotary_dim/2) (HF's rotate_half), not adjacent pairs.
 rotary_style = "neox"
@@ -20,7 +22,7 @@ rotary_style = "neox"
 def inverse_frequencies(rope: RopeConfig, rotary_dim: int) -> np.ndarray:
     """inv_freq[k] for k < rotary_dim/2, float32, scaled per rope.rope_type."""
     if rotary_dim <= 0 or rotary_dim % 2 != 0:
-        raise ConfigError(f"rotary dimension must be a positive even number, got {rotary_dim}")
+        raise InvalidArgumentError(f"rotary dimension must be a positive even number, got {rotary_dim}")
     f32 = np.float32
     exponents = np.arange(0, rotary_dim, 2, dtype=np.int64).astype(f32) / f32(rotary_dim)
     # theta ** exponent rounded once to float32 (numpy's float32 power is off by up to 2 ulp;
@@ -61,7 +63,7 @@ def _llama3_scaling(rope: RopeConfig, inv_freq: np.ndarray) -> np.ndarray:
 def rope_tables(rope: RopeConfig, rotary_dim: int, n_positions: int) -> tuple[np.ndarray, np.ndarray]:
     """float32 cos and sin of shape [n_positions, rotary_dim // 2] for positions 0..n_positions-1."""
     if n_positions < 0:
-        raise ConfigError(f"n_positions must be >= 0, got {n_positions}")
+        raise InvalidArgumentError(f"n_positions must be >= 0, got {n_positions}")
     inv_freq = inverse_frequencies(rope, rotary_dim)
     angles = np.arange(n_positions, dtype=np.int64).astype(np.float32)[:, None] * inv_freq[None, :]
     return np.cos(angles), np.sin(angles)

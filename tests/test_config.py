@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import transformers
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
 from slmcore.config import SUPPORTED_ARCHITECTURES, ModelConfig, RopeConfig
-from slmcore.errors import ConfigError
+from slmcore.errors import ConfigError, InvalidArgumentError
 from slmcore.rope import inverse_frequencies, rope_tables, rotary_style
 
 BASE = {
@@ -225,6 +226,17 @@ def test_rope_tables_match_transformers(case: str, head_dim: int) -> None:
     assert rotary_style == "neox"
 
 
+def test_rope_table_arguments() -> None:
+    rope = RopeConfig(theta=10000.0, rope_type="default")
+    assert rope_tables(rope, 8, 0)[0].shape == (0, 4)
+    with pytest.raises(InvalidArgumentError, match="rotary dimension"):
+        rope_tables(rope, 7, 4)
+    with pytest.raises(InvalidArgumentError, match="n_positions"):
+        rope_tables(rope, 8, -1)
+    with pytest.raises(ConfigError, match="yarn"):
+        rope_tables(RopeConfig(theta=1.0, rope_type="yarn"), 8, 4)
+
+
 def test_rope_scaling_changes_the_tables() -> None:
     cos = {name: rope_tables(parse(**copy.deepcopy(c)).rope, 64, 100)[0] for name, c in ROPE_CASES.items()}
     assert not np.allclose(cos["default"], cos["linear"])
@@ -337,21 +349,24 @@ def test_own_int4_quantization_config_accepted() -> None:
         parse(quantization_config="gptq")
 
 
+SLIDING_QWEN2 = {**QWEN2, "use_sliding_window": True, "sliding_window": 4}
+
+
 @pytest.mark.parametrize(
     "changes, words",
     [
-        ({**QWEN2, "use_sliding_window": True, "sliding_window": 4, "layer_types": ["full_attention"] * 2}, "3 entries"),
-        ({**QWEN2, "use_sliding_window": True, "sliding_window": 4, "layer_types": ["chunked_attention"] * 3}, "layer_types[0]"),
-        ({**QWEN2, "use_sliding_window": True, "sliding_window": None, "layer_types": ["sliding_attention"] * 3}, "null"),
-        ({**QWEN2, "use_sliding_window": True, "sliding_window": -4, "max_window_layers": 0}, "sliding_window"),
-        ({**QWEN2, "use_sliding_window": "yes"}, "use_sliding_window"),
-        ({**QWEN2, "use_sliding_window": True, "sliding_window": 4, "max_window_layers": -1}, "max_window_layers"),
+        ({**SLIDING_QWEN2, "layer_types": ["full_attention"] * 2}, "3 entries"),
+        ({**SLIDING_QWEN2, "layer_types": ["chunked_attention"] * 3}, "layer_types[0]"),
+        ({**SLIDING_QWEN2, "sliding_window": None, "layer_types": ["sliding_attention"] * 3}, "null"),
+        ({**SLIDING_QWEN2, "sliding_window": -4, "max_window_layers": 0}, "sliding_window"),
+        ({**SLIDING_QWEN2, "use_sliding_window": "yes"}, "use_sliding_window"),
+        ({**SLIDING_QWEN2, "max_window_layers": -1}, "max_window_layers"),
         ({**MISTRAL, "sliding_window": 0}, "sliding_window"),
         ({**MISTRAL, "sliding_window": 4.5}, "sliding_window"),
     ],
-)  # fmt: skip
+)
 def test_bad_window_fields(changes: dict, words: str) -> None:
-    with pytest.raises(ConfigError, match=words.replace("[", "\\[").replace("]", "\\]")):
+    with pytest.raises(ConfigError, match=re.escape(words)):
         parse(**changes)
 
 

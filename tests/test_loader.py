@@ -33,6 +33,11 @@ def write_header(path: Path, header: dict, data: bytes = b"") -> Path:
     return write_raw(path, json.dumps(header).encode(), data)
 
 
+def entry(dtype="F32", shape=(2,), offsets=(0, 8)) -> dict:
+    """One header entry."""
+    return {"dtype": dtype, "shape": list(shape), "data_offsets": list(offsets)}
+
+
 def open_error(path: Path, *words: str) -> str:
     """Open path, expect ModelFormatError naming the file and each of words; return the message."""
     with pytest.raises(ModelFormatError) as e:
@@ -141,11 +146,8 @@ def test_unaligned_offsets(tmp_path: Path) -> None:
 
 
 def test_valid_but_unsupported_dtype_refused_when_read(tmp_path: Path) -> None:
-    path = write_header(
-        tmp_path / "i.safetensors",
-        {"ids": {"dtype": "I64", "shape": [2], "data_offsets": [0, 16]}, "w": {"dtype": "F32", "shape": [1], "data_offsets": [16, 20]}},
-        bytes(20),
-    )  # fmt: skip
+    header = {"ids": entry("I64", (2,), (0, 16)), "w": entry("F32", (1,), (16, 20))}
+    path = write_header(tmp_path / "i.safetensors", header, bytes(20))
     f = SafetensorsFile(path)
     assert "ids" not in f.tensors and f.unsupported == {"ids": "I64"}
     with pytest.raises(ModelFormatError, match="'ids' has dtype I64") as e:
@@ -195,10 +197,6 @@ def test_duplicate_keys(tmp_path: Path) -> None:
     open_error(write_raw(tmp_path / "t.safetensors", header, bytes(4)), "duplicate key 'w'")
 
 
-def entry(dtype="F32", shape=(2,), offsets=(0, 8)) -> dict:
-    return {"dtype": dtype, "shape": list(shape), "data_offsets": list(offsets)}
-
-
 @pytest.mark.parametrize(
     "header, data_size, words",
     [
@@ -241,7 +239,11 @@ def test_truncated_real_file(tmp_path: Path) -> None:
 
 
 def test_empty_tensors_may_share_offsets(tmp_path: Path) -> None:
-    header = {"e1": entry(shape=(0,), offsets=(4, 4)), "w": entry(shape=(2,), offsets=(0, 8)), "e2": entry(shape=(3, 0), offsets=(8, 8))}
+    header = {
+        "e1": entry(shape=(0,), offsets=(4, 4)),
+        "w": entry(shape=(2,), offsets=(0, 8)),
+        "e2": entry(shape=(3, 0), offsets=(8, 8)),
+    }
     f = SafetensorsFile(write_header(tmp_path / "e.safetensors", header, bytes(8)))
     assert f.array("e1").shape == (0,) and f.array("e2").shape == (3, 0)
 
@@ -456,7 +458,8 @@ def test_engine_weights_names_shapes_and_zero_copy(tiny_model, arch: str, overri
             assert dtype == "float32" and not array.flags.owndata and view_chain_reaches_mmap(array)
     assert weights["layers.1.self_attn.k_proj"][0].shape == (2 * 16, 64)
     assert weights["layers.0.mlp.down_proj"][0].shape == (64, 160)
-    np.testing.assert_array_equal(weights["layers.1.self_attn.q_proj"][0], checkpoint.tensor("model.layers.1.self_attn.q_proj.weight")[0])
+    stored, _ = checkpoint.tensor("model.layers.1.self_attn.q_proj.weight")
+    np.testing.assert_array_equal(weights["layers.1.self_attn.q_proj"][0], stored)
     checkpoint.close()
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from slmcore.config import ModelConfig, RopeConfig
+from slmcore.errors import InvalidArgumentError, InvalidTokenError
 from slmcore.loader import Checkpoint
 from slmcore.models import family_for
 from slmcore.reference import forward as reference
@@ -24,7 +25,7 @@ CASES = {
     "llama-mqa": dict(arch="llama", num_key_value_heads=1),
     "llama-mha-head_dim-32": dict(arch="llama", num_key_value_heads=4, head_dim=32),
     "llama-rope-llama3": dict(arch="llama", rope_parameters=LLAMA3),
-    "llama-rope-linear": dict(arch="llama", rope_parameters={"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}),
+    "llama-rope-linear": dict(arch="llama", rope_parameters={"rope_type": "linear", "factor": 4.0}),
     "llama-attention_bias": dict(arch="llama", attention_bias=True),
     "llama-mlp_bias": dict(arch="llama", mlp_bias=True),
     "llama-bf16": dict(arch="llama", dtype="bfloat16"),
@@ -65,6 +66,15 @@ def test_window_settings_reach_the_reference(tiny_model) -> None:
     assert windows["mistral-window-5"] == (5, 5)
     assert windows["qwen2-window-layer-1"] == (0, 5)
     assert windows["qwen2-window-disabled"] == (0, 0)
+
+
+def test_bad_token_ids(tiny_model) -> None:
+    with pytest.raises(InvalidTokenError, match="300"):
+        reference_logits(tiny_model("llama"), [1, 300])
+    with pytest.raises(InvalidTokenError):
+        reference_logits(tiny_model("llama"), [-1])
+    with pytest.raises(InvalidArgumentError, match="empty"):
+        reference_logits(tiny_model("llama"), [])
 
 
 def test_causal_window_mask() -> None:

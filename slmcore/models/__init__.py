@@ -24,6 +24,7 @@ def family_for(config: ModelConfig) -> types.ModuleType:
     family = _BY_MODEL_TYPE.get(config.model_type)
     if family is None:
         raise ConfigError(
-            f"model_type {config.model_type!r} has no architecture family; supported: {', '.join(sorted(_BY_MODEL_TYPE))}"
+            f"model_type {config.model_type!r} has no architecture family; "
+            f"supported: {', '.join(sorted(_BY_MODEL_TYPE))}"
         )
     return family

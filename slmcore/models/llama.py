@@ -64,7 +64,9 @@ def _is_vector(canonical: str) -> bool:
     return canonical.endswith((".bias", "norm", "layernorm"))
 
 
-def engine_weights(config: ModelConfig, checkpoint: Checkpoint, dtype: str = "auto") -> dict[str, tuple[np.ndarray, str]]:
+def engine_weights(
+    config: ModelConfig, checkpoint: Checkpoint, dtype: str = "auto"
+) -> dict[str, tuple[np.ndarray, str]]:
     """Canonical name -> (array, dtype): shape-checked; matrices in dtype ("auto" = stored, zero-copy)."""
     if dtype != "auto" and dtype not in WEIGHT_DTYPES:
         raise InvalidArgumentError(f"dtype must be 'auto' or one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
@@ -74,7 +76,8 @@ def engine_weights(config: ModelConfig, checkpoint: Checkpoint, dtype: str = "au
     lm_head_name = None if config.tie_word_embeddings else _find(checkpoint, "lm_head", required=False)
     if not config.tie_word_embeddings and lm_head_name is None:
         raise ModelFormatError(
-            f"{checkpoint.model_dir}: the checkpoint has no lm_head.weight and tie_word_embeddings is false in config.json"
+            f"{checkpoint.model_dir}: the checkpoint has no lm_head.weight and tie_word_embeddings is false "
+            "in config.json"
         )
     if lm_head_name is not None:
         hf_name["lm_head"] = lm_head_name

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from slmcore.config import ModelConfig
-from slmcore.errors import InvalidTokenError
+from slmcore.errors import InvalidArgumentError, InvalidTokenError
 from slmcore.reference.kernels import attention, matmul, rmsnorm, rope, swiglu, widen
 from slmcore.rope import rope_tables, rotary_style
 
@@ -30,7 +30,7 @@ def forward(config: ModelConfig, weights: dict[str, tuple[np.ndarray, str]], tok
     """float64 logits [T, vocab] for token_ids at positions 0..T-1."""
     token_ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
     if token_ids.size == 0:
-        raise ValueError("token_ids is empty")
+        raise InvalidArgumentError("token_ids is empty")
     if token_ids.min() < 0 or token_ids.max() >= config.vocab_size:
         raise InvalidTokenError(f"token ids must be in [0, {config.vocab_size}), got {token_ids.tolist()}")
 
