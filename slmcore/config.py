@@ -141,8 +141,13 @@ class _Fields:
         return ConfigError(f"{self.source}: {message}")
 
     def get(self, name: str, default: Any = None) -> Any:
+        """The field's value; default when it is absent or null."""
         value = self.d.get(name, default)
         return default if value is None else value
+
+    def given_or(self, name: str, default: Any) -> Any:
+        """The field's value, null included; default only when it is absent."""
+        return self.d[name] if name in self.d else default
 
     def integer(self, name: str, value: Any, minimum: int = 1) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -186,9 +191,11 @@ def _parse(d: Any, source: str) -> ModelConfig:
     num_hidden_layers = f.required_int("num_hidden_layers")
     num_attention_heads = f.required_int("num_attention_heads")
 
-    num_key_value_heads = f.integer(
-        "num_key_value_heads", f.get("num_key_value_heads", defaults["num_key_value_heads"] or num_attention_heads)
-    )
+    # transformers: absent -> the family default; null -> num_attention_heads.
+    num_key_value_heads = f.given_or("num_key_value_heads", defaults["num_key_value_heads"])
+    if num_key_value_heads is None:
+        num_key_value_heads = num_attention_heads
+    num_key_value_heads = f.integer("num_key_value_heads", num_key_value_heads)
     if num_attention_heads % num_key_value_heads != 0:
         raise f.error(
             f"field 'num_attention_heads' ({num_attention_heads}) must be a multiple of "
@@ -232,10 +239,10 @@ def _parse(d: Any, source: str) -> ModelConfig:
     rope = _rope(f, max_position_embeddings)
     layer_windows = _layer_windows(f, model_type, num_hidden_layers)
 
-    bos_token_id = f.get("bos_token_id", defaults["bos_token_id"])
+    bos_token_id = f.given_or("bos_token_id", defaults["bos_token_id"])
     if bos_token_id is not None:
         bos_token_id = f.integer("bos_token_id", bos_token_id, minimum=0)
-    eos = f.get("eos_token_id", defaults["eos_token_id"])
+    eos = f.given_or("eos_token_id", defaults["eos_token_id"])
     eos_list = eos if isinstance(eos, list) else ([] if eos is None else [eos])
     eos_token_ids = tuple(f.integer("eos_token_id", e, minimum=0) for e in eos_list)
 
@@ -368,7 +375,7 @@ def _layer_windows(f: _Fields, model_type: str, num_hidden_layers: int) -> tuple
     if model_type == "mistral":
         # MistralModel: every layer slides when sliding_window is set (default 4096 when the key is
         # absent, null disables it); layer_types is ignored (MistralConfig only warns about it).
-        sliding_window = f.d["sliding_window"] if "sliding_window" in f.d else 4096
+        sliding_window = f.given_or("sliding_window", 4096)
         if sliding_window is None:
             return (0,) * num_hidden_layers
         return (_window(f, sliding_window),) * num_hidden_layers
@@ -377,7 +384,7 @@ def _layer_windows(f: _Fields, model_type: str, num_hidden_layers: int) -> tuple
     # (when layer_types is absent) marks layer i sliding iff sliding_window is set and
     # i >= max_window_layers. A layer_types list in the JSON is used as given.
     use_sliding_window = f.boolean("use_sliding_window", f.get("use_sliding_window", False))
-    sliding_window = f.d["sliding_window"] if "sliding_window" in f.d else 4096
+    sliding_window = f.given_or("sliding_window", 4096)
     if not use_sliding_window:
         # use_sliding_window=false disables the window whatever layer_types says (Qwen2.5 checkpoints
         # carry sliding_window values that transformers ignores this way).

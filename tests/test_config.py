@@ -112,6 +112,27 @@ def test_saved_by_transformers(tiny_model, arch: str) -> None:
     assert ModelConfig.from_file(tiny_model(arch) / "config.json") == c
 
 
+@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2"])
+@pytest.mark.parametrize("value", [_DELETE, None])
+def test_optional_fields_absent_or_null_as_in_transformers(arch: str, value) -> None:
+    names = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+    d = config(architectures=[names[arch]], model_type=arch, num_attention_heads=64, hidden_size=1024)
+    for name in ("num_key_value_heads", "bos_token_id", "eos_token_id"):
+        d.pop(name, None)
+        if value is None and (arch, name) != ("mistral", "num_key_value_heads"):  # MistralConfig refuses null
+            d[name] = None
+    if value is _DELETE:  # (transformers refuses an explicit null max_position_embeddings)
+        d.pop("max_position_embeddings")
+    ours = ModelConfig.from_dict(d)
+    ref = {"llama": transformers.LlamaConfig, "mistral": transformers.MistralConfig, "qwen2": transformers.Qwen2Config}
+    theirs = ref[arch].from_dict(d)
+    assert ours.num_key_value_heads == theirs.num_key_value_heads
+    assert ours.bos_token_id == theirs.bos_token_id
+    assert ours.eos_token_ids == (() if theirs.eos_token_id is None else (theirs.eos_token_id,))
+    assert ours.max_position_embeddings == theirs.max_position_embeddings
+    assert parse(num_key_value_heads=None).num_key_value_heads == 4  # null = num_attention_heads
+
+
 def test_model_type_fallback_when_architectures_absent() -> None:
     c = parse(architectures=_DELETE, model_type="qwen2")
     assert (c.architecture, c.model_type) == ("Qwen2ForCausalLM", "qwen2")
