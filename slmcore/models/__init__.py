@@ -1,0 +1,30 @@
+"""Architecture families: one module per family, found by model_type (mlx-lm style registry).
+
+Each family module provides GRAPH (the C++ graph builder that runs it), MODEL_TYPES, and
+engine_weights(config, checkpoint, dtype) -> {canonical name: (array, dtype)}.
+"""
+
+from __future__ import annotations
+
+import types
+
+from slmcore.config import ModelConfig
+from slmcore.errors import ConfigError
+from slmcore.models import llama
+
+_FAMILIES: tuple[types.ModuleType, ...] = (llama,)
+
+_BY_MODEL_TYPE: dict[str, types.ModuleType] = {
+    model_type: family for family in _FAMILIES for model_type in family.MODEL_TYPES
+}
+
+
+def family_for(config: ModelConfig) -> types.ModuleType:
+    """The family module that runs config.model_type."""
+    family = _BY_MODEL_TYPE.get(config.model_type)
+    if family is None:
+        raise ConfigError(
+            f"model_type {config.model_type!r} has no architecture family; "
+            f"supported: {', '.join(sorted(_BY_MODEL_TYPE))}"
+        )
+    return family

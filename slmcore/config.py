@@ -1,0 +1,428 @@
+"""HF config.json -> ModelConfig: one frozen dataclass, validated (DESIGN.md sections 1 and 5).
+
+Defaults and per-family quirks follow transformers 5.24's own config classes (LlamaConfig,
+MistralConfig, Qwen2Config), which are the test oracle: a config that transformers reads, we read
+the same way; a config that it would misread or reject, we reject with a ConfigError that names
+the field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slmcore.errors import ConfigError
+
+# architectures[0] -> model_type of the family that runs it.
+SUPPORTED_ARCHITECTURES: dict[str, str] = {
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "mistral",
+    "Qwen2ForCausalLM": "qwen2",
+}
+
+SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
+
+# Per-family defaults for optional fields, as in transformers 5.24's config classes. Note the two
+# surprising ones: MistralConfig's sliding_window is 4096 when the key is absent, and Qwen2Config's
+# num_key_value_heads is 32 when absent (not num_attention_heads).
+_FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "llama": {"max_position_embeddings": 2048, "num_key_value_heads": None, "bos_token_id": 1, "eos_token_id": 2},
+    "mistral": {
+        "max_position_embeddings": 4096 * 32,
+        "num_key_value_heads": 8,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "sliding_window": 4096,
+    },
+    "qwen2": {
+        "max_position_embeddings": 32768,
+        "num_key_value_heads": 32,
+        "bos_token_id": None,
+        "eos_token_id": None,
+        "sliding_window": 4096,
+        "use_sliding_window": False,
+        "max_window_layers": 28,
+    },
+}
+
+_REQUIRED_INT_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+
+# hidden_act values that transformers maps to SiLU (ACT2FN): the MLP is then SwiGLU.
+_SILU_NAMES = ("silu", "swish")
+
+_DTYPE_NAMES = ("float32", "float16", "bfloat16")
+
+# quant_method values we load ourselves (DESIGN.md section 4); every other method is refused.
+_OWN_QUANT_METHODS = ("slmcore",)
+
+
+@dataclass(frozen=True)
+class RopeConfig:
+    """Rotary embedding parameters (transformers' rope_parameters, standardised)."""
+
+    theta: float
+    rope_type: str  # "default" | "linear" | "llama3"
+    factor: float = 1.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_position_embeddings: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything the engine needs from config.json, validated."""
+
+    architecture: str
+    model_type: str
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    rms_norm_eps: float
+    max_position_embeddings: int
+    tie_word_embeddings: bool
+    qkv_bias: bool
+    o_proj_bias: bool
+    mlp_bias: bool
+    hidden_act: str
+    rope: RopeConfig
+    # One per layer: 0 = full causal attention; w > 0 = token i attends to j with i - w < j <= i.
+    layer_windows: tuple[int, ...]
+    torch_dtype: str | None
+    bos_token_id: int | None
+    eos_token_ids: tuple[int, ...]
+    raw: dict = field(compare=False, repr=False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        """Parse and validate a config.json already loaded as a dict."""
+        return _parse(d, "config.json")
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "ModelConfig":
+        """Read config.json (path to the file, or to the model directory that holds it)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "config.json"
+        if not path.is_file():
+            raise ConfigError(f"{path}: config.json not found; a model directory needs config.json next to its weights")
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read config.json: {e}") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: config.json is not UTF-8 text: {e}") from e
+        try:
+            d = json.loads(text, parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as e:
+            raise ConfigError(f"{path}: config.json is not valid JSON: {e}") from e
+        return _parse(d, str(path))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+class _Fields:
+    """Typed access to config.json fields; every failure names the field and the file."""
+
+    def __init__(self, d: dict, source: str) -> None:
+        self.d = d
+        self.source = source
+
+    def error(self, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {message}")
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The field's value; default when it is absent or null."""
+        value = self.d.get(name, default)
+        return default if value is None else value
+
+    def given_or(self, name: str, default: Any) -> Any:
+        """The field's value, null included; default only when it is absent."""
+        return self.d[name] if name in self.d else default
+
+    def integer(self, name: str, value: Any, minimum: int = 1) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(f"field '{name}' must be an integer, got {value!r}")
+        if value < minimum:
+            word = "positive" if minimum == 1 else f">= {minimum}"
+            raise self.error(f"field '{name}' must be {word}, got {value}")
+        return value
+
+    def required_int(self, name: str) -> int:
+        if self.d.get(name) is None:
+            raise self.error(f"required field '{name}' is missing")
+        return self.integer(name, self.d[name])
+
+    def number(self, name: str, value: Any, positive: bool = True) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.error(f"field '{name}' must be a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value) or (positive and value <= 0):
+            raise self.error(f"field '{name}' must be a positive finite number, got {value}")
+        return value
+
+    def boolean(self, name: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.error(f"field '{name}' must be true or false, got {value!r}")
+        return value
+
+
+def _parse(d: Any, source: str) -> ModelConfig:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{source}: config.json must be a JSON object, got {type(d).__name__}")
+    f = _Fields(d, source)
+
+    architecture, model_type = _architecture(f)
+    _check_quantization(f)
+    defaults = _FAMILY_DEFAULTS[model_type]
+
+    vocab_size = f.required_int("vocab_size")
+    hidden_size = f.required_int("hidden_size")
+    intermediate_size = f.required_int("intermediate_size")
+    num_hidden_layers = f.required_int("num_hidden_layers")
+    num_attention_heads = f.required_int("num_attention_heads")
+
+    # transformers: absent -> the family default; null -> num_attention_heads.
+    num_key_value_heads = f.given_or("num_key_value_heads", defaults["num_key_value_heads"])
+    if num_key_value_heads is None:
+        num_key_value_heads = num_attention_heads
+    num_key_value_heads = f.integer("num_key_value_heads", num_key_value_heads)
+    if num_attention_heads % num_key_value_heads != 0:
+        raise f.error(
+            f"field 'num_attention_heads' ({num_attention_heads}) must be a multiple of "
+            f"'num_key_value_heads' ({num_key_value_heads})"
+        )
+    if d.get("head_dim") is not None:
+        head_dim = f.integer("head_dim", d["head_dim"])
+    else:
+        if hidden_size % num_attention_heads != 0:
+            raise f.error(
+                f"field 'hidden_size' ({hidden_size}) must be a multiple of 'num_attention_heads' "
+                f"({num_attention_heads}) when 'head_dim' is not given"
+            )
+        head_dim = hidden_size // num_attention_heads
+    if head_dim % 2 != 0:
+        raise f.error(f"field 'head_dim' must be even for rotary embeddings, got {head_dim}")
+
+    rms_norm_eps = f.number("rms_norm_eps", f.get("rms_norm_eps", 1e-6))
+    max_position_embeddings = f.integer(
+        "max_position_embeddings", f.get("max_position_embeddings", defaults["max_position_embeddings"])
+    )
+    tie_word_embeddings = f.boolean("tie_word_embeddings", f.get("tie_word_embeddings", False))
+
+    hidden_act = f.get("hidden_act", "silu")
+    if hidden_act not in _SILU_NAMES:
+        raise f.error(
+            f"field 'hidden_act' is {hidden_act!r}; the {model_type} family runs a SwiGLU MLP and supports "
+            f"{', '.join(map(repr, _SILU_NAMES))}"
+        )
+
+    if model_type == "llama":
+        # LlamaAttention builds q/k/v AND o_proj with bias=attention_bias.
+        attention_bias = f.boolean("attention_bias", f.get("attention_bias", False))
+        qkv_bias, o_proj_bias = attention_bias, attention_bias
+        mlp_bias = f.boolean("mlp_bias", f.get("mlp_bias", False))
+    elif model_type == "qwen2":
+        qkv_bias, o_proj_bias, mlp_bias = True, False, False
+    else:  # mistral: no biases anywhere, whatever the JSON says
+        qkv_bias, o_proj_bias, mlp_bias = False, False, False
+
+    rope = _rope(f, max_position_embeddings)
+    layer_windows = _layer_windows(f, model_type, num_hidden_layers)
+
+    bos_token_id = f.given_or("bos_token_id", defaults["bos_token_id"])
+    if bos_token_id is not None:
+        bos_token_id = f.integer("bos_token_id", bos_token_id, minimum=0)
+    eos = f.given_or("eos_token_id", defaults["eos_token_id"])
+    eos_list = eos if isinstance(eos, list) else ([] if eos is None else [eos])
+    eos_token_ids = tuple(f.integer("eos_token_id", e, minimum=0) for e in eos_list)
+
+    return ModelConfig(
+        architecture=architecture,
+        model_type=model_type,
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads,
+        head_dim=head_dim,
+        rms_norm_eps=rms_norm_eps,
+        max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=tie_word_embeddings,
+        qkv_bias=qkv_bias,
+        o_proj_bias=o_proj_bias,
+        mlp_bias=mlp_bias,
+        hidden_act=hidden_act,
+        rope=rope,
+        layer_windows=layer_windows,
+        torch_dtype=_torch_dtype(f),
+        bos_token_id=bos_token_id,
+        eos_token_ids=eos_token_ids,
+        raw=d,
+    )
+
+
+def _architecture(f: _Fields) -> tuple[str, str]:
+    supported = (
+        f"supported architectures: {', '.join(SUPPORTED_ARCHITECTURES)} "
+        f"(model types {', '.join(sorted(set(SUPPORTED_ARCHITECTURES.values())))})"
+    )
+    architectures = f.d.get("architectures")
+    model_type = f.d.get("model_type")
+    if architectures is not None:
+        if not isinstance(architectures, list) or not architectures or not isinstance(architectures[0], str):
+            raise f.error(f"field 'architectures' must be a non-empty list of names, got {architectures!r}")
+        architecture = architectures[0]
+        if architecture not in SUPPORTED_ARCHITECTURES:
+            raise f.error(f"architecture {architecture!r} is not supported; {supported}")
+        return architecture, SUPPORTED_ARCHITECTURES[architecture]
+    if model_type is None:
+        raise f.error(f"neither 'architectures' nor 'model_type' is given; {supported}")
+    for architecture, family in SUPPORTED_ARCHITECTURES.items():
+        if family == model_type:
+            return architecture, family
+    raise f.error(f"model_type {model_type!r} is not supported; {supported}")
+
+
+def _check_quantization(f: _Fields) -> None:
+    quantization = f.d.get("quantization_config")
+    if quantization is None:
+        return
+    if not isinstance(quantization, dict):
+        raise f.error(f"field 'quantization_config' must be an object, got {quantization!r}")
+    method = quantization.get("quant_method")
+    if method in _OWN_QUANT_METHODS:
+        return
+    raise f.error(
+        f"quantization_config.quant_method {method!r} is not supported yet (GPTQ, AWQ, compressed-tensors, "
+        "bitsandbytes and other pre-quantized checkpoints cannot be loaded); use the unquantized checkpoint, "
+        "optionally with quant='int4'"
+    )
+
+
+def _rope(f: _Fields, max_position_embeddings: int) -> RopeConfig:
+    # transformers: `rope_scaling` (hub spelling) wins over `rope_parameters` (transformers 5 spelling);
+    # values inside the dict win over the top-level rope_theta; `type` is the old name of `rope_type`.
+    params = f.d.get("rope_scaling") or f.d.get("rope_parameters") or {}
+    name = "rope_scaling" if f.d.get("rope_scaling") else "rope_parameters"
+    if not isinstance(params, dict):
+        raise f.error(f"field '{name}' must be an object, got {params!r}")
+    theta = params.get("rope_theta")
+    theta = f.get("rope_theta", 10000.0) if theta is None else theta
+    theta = f.number("rope_theta", theta)
+
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    if rope_type not in SUPPORTED_ROPE_TYPES:
+        raise f.error(
+            f"{name}.rope_type {rope_type!r} is not supported; supported rope types: {', '.join(SUPPORTED_ROPE_TYPES)}"
+        )
+    partial = params.get("partial_rotary_factor", f.d.get("partial_rotary_factor"))
+    if partial is not None and f.number("partial_rotary_factor", partial) != 1.0:
+        raise f.error(f"field 'partial_rotary_factor' is {partial}; the llama family rotates the whole head (1.0)")
+
+    def required_number(key: str) -> float:
+        if params.get(key) is None:
+            raise f.error(f"{name}.{key} is required for rope_type {rope_type!r}")
+        return f.number(f"{name}.{key}", params[key])
+
+    if rope_type == "default":
+        return RopeConfig(theta=theta, rope_type="default")
+    if rope_type == "linear":
+        return RopeConfig(theta=theta, rope_type="linear", factor=required_number("factor"))
+    # llama3: a top-level original_max_position_embeddings wins, then the dict's, then max_position_embeddings.
+    original = f.d.get("original_max_position_embeddings")
+    if original is None:
+        original = params.get("original_max_position_embeddings")
+    if original is None:
+        original = max_position_embeddings
+    original = f.integer(f"{name}.original_max_position_embeddings", original)
+    low, high = required_number("low_freq_factor"), required_number("high_freq_factor")
+    if high <= low:
+        raise f.error(f"{name}.high_freq_factor ({high}) must be greater than low_freq_factor ({low})")
+    return RopeConfig(
+        theta=theta,
+        rope_type="llama3",
+        factor=required_number("factor"),
+        low_freq_factor=low,
+        high_freq_factor=high,
+        original_max_position_embeddings=original,
+    )
+
+
+def _window(f: _Fields, value: Any) -> int:
+    return f.integer("sliding_window", value)
+
+
+def _layer_windows(f: _Fields, model_type: str, num_hidden_layers: int) -> tuple[int, ...]:
+    """Per-layer attention window, exactly as transformers 5.24 builds its masks.
+
+    The window semantics come from masking_utils.sliding_window_overlay: key j is visible from
+    query i when i - w < j <= i (w positions, the query's own included).
+    """
+    if model_type == "llama":
+        # LlamaModel always uses create_causal_mask; a sliding_window key is ignored.
+        return (0,) * num_hidden_layers
+    if model_type == "mistral":
+        # MistralModel: every layer slides when sliding_window is set (default 4096 when the key is
+        # absent, null disables it); layer_types is ignored (MistralConfig only warns about it).
+        sliding_window = f.given_or("sliding_window", 4096)
+        if sliding_window is None:
+            return (0,) * num_hidden_layers
+        return (_window(f, sliding_window),) * num_hidden_layers
+
+    # qwen2: Qwen2Config.__post_init__ sets sliding_window = None unless use_sliding_window, then
+    # (when layer_types is absent) marks layer i sliding iff sliding_window is set and
+    # i >= max_window_layers. A layer_types list in the JSON is used as given.
+    use_sliding_window = f.boolean("use_sliding_window", f.get("use_sliding_window", False))
+    sliding_window = f.given_or("sliding_window", 4096)
+    if not use_sliding_window:
+        # use_sliding_window=false disables the window whatever layer_types says (Qwen2.5 checkpoints
+        # carry sliding_window values that transformers ignores this way).
+        return (0,) * num_hidden_layers
+    layer_types = f.d.get("layer_types")
+    if layer_types is None:
+        if sliding_window is None:
+            return (0,) * num_hidden_layers
+        window = _window(f, sliding_window)
+        max_window_layers = f.integer("max_window_layers", f.get("max_window_layers", 28), minimum=0)
+        return tuple(window if i >= max_window_layers else 0 for i in range(num_hidden_layers))
+
+    if not isinstance(layer_types, list) or len(layer_types) != num_hidden_layers:
+        raise f.error(
+            f"field 'layer_types' must be a list of {num_hidden_layers} entries (num_hidden_layers), "
+            f"got {layer_types!r}"
+        )
+    windows = []
+    for i, layer_type in enumerate(layer_types):
+        if layer_type in ("full_attention", "attention"):
+            windows.append(0)
+        elif layer_type == "sliding_attention":
+            if sliding_window is None:
+                raise f.error(f"layer_types[{i}] is 'sliding_attention' but 'sliding_window' is null")
+            windows.append(_window(f, sliding_window))
+        else:
+            raise f.error(
+                f"layer_types[{i}] is {layer_type!r}; supported layer types: 'full_attention', 'sliding_attention'"
+            )
+    return tuple(windows)
+
+
+def _torch_dtype(f: _Fields) -> str | None:
+    # transformers 5 writes `dtype`; older checkpoints `torch_dtype`. When both are present, `dtype` wins.
+    name = "dtype" if f.d.get("dtype") is not None else "torch_dtype"
+    value = f.d.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str) and value.removeprefix("torch.") in _DTYPE_NAMES:
+        return value.removeprefix("torch.")
+    raise f.error(f"field '{name}' must be one of {', '.join(_DTYPE_NAMES)}, got {value!r}")

@@ -1,0 +1,68 @@
+"""Tiny random-weight llama-family checkpoints made by transformers, and transformers' own logits.
+
+transformers' default init (std 0.02) makes attention nearly uniform and hides rope, mask and
+window bugs, so every parameter is re-drawn from N(0, 0.08) (norm weights from 1 + N(0, 0.08)).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import transformers
+
+CONFIG_CLASSES = {
+    "llama": transformers.LlamaConfig,
+    "mistral": transformers.MistralConfig,
+    "qwen2": transformers.Qwen2Config,
+}
+
+TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+TINY_DEFAULTS = dict(
+    hidden_size=64,
+    intermediate_size=160,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=300,  # not a power of two
+    max_position_embeddings=512,
+)
+
+INIT_STD = 0.08
+
+
+def make_tiny_model(
+    path: str | Path,
+    arch: str = "llama",
+    dtype: str = "float32",
+    sharded: bool = False,
+    seed: int = 0,
+    **config_overrides,
+) -> Path:
+    """Save a tiny random model of family `arch` to path (config.json + safetensors); returns path."""
+    path = Path(path)
+    config = CONFIG_CLASSES[arch](**{**TINY_DEFAULTS, **config_overrides})
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            noise = torch.randn(param.shape, dtype=torch.float32) * INIT_STD
+            param.copy_(1.0 + noise if name.endswith("norm.weight") else noise)
+    model = model.to(TORCH_DTYPES[dtype])
+    # ~0.5 MB of float32 weights: 100 KB shards give several files.
+    model.save_pretrained(path, max_shard_size="100KB" if sharded else "10GB")
+    return path
+
+
+def hf_logits(path: str | Path, token_ids: Sequence[int]) -> np.ndarray:
+    """transformers' float32 logits [T, vocab] for one sequence (eager attention)."""
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch.float32, attn_implementation="eager"
+    )
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.tensor([list(token_ids)], dtype=torch.long)).logits
+    return logits[0].numpy()
