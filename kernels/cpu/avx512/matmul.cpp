@@ -1,0 +1,163 @@
+// AVX-512 matmul: y[t, o] (+)= dot(x[t, :], W[o, :]) + bias[o], W in f32, f16 or bf16, widened in
+// registers.
+//
+// Bitwise reproducibility: every output y[t, o] has exactly one zmm accumulator, which receives
+// fma(w[k*16 .. k*16+15], x[...], acc) for k = 0, 1, ... in order, then one masked step for the
+// in_features % 16 tail (masked-off lanes load 0 and add 0), then hsum() (fixed tree), then
+// + bias, then + y. The tile<D, R, T> template below is the only code that computes outputs; every
+// shape (R rows by T tokens) runs the same per-output sequence, so the value does not depend on
+// n_tokens, on [row_begin, row_end), or on which tile shape covered the output.
+//
+// Regimes:
+// - n_tokens == 1 (decode GEMV): 8 rows at a time share each x vector; 8 independent FMA chains
+//   keep up with the weight stream.
+// - n_tokens > 1 (prefill GEMM): 4 rows x 6 tokens = 24 accumulators; each widened weight vector is
+//   reused by 6 tokens and each x vector by 4 rows. Tokens are processed in blocks sized so that
+//   the block of x stays in L2 while W streams past.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels.h"
+#include "simd.h"
+
+namespace slm::kernels::avx512 {
+
+namespace {
+
+struct Geometry {
+  const float* x;
+  int64_t x_stride;
+  const unsigned char* w;
+  int64_t w_row_bytes;
+  float* y;
+  int64_t y_stride;
+  const float* bias;
+  bool accumulate;
+  int64_t n_full;    // in_features / 16
+  __mmask16 tail;    // lanes of the last partial vector, 0 if none
+};
+
+template <DType D>
+constexpr int64_t elem_size() {
+  return D == DType::F32 ? 4 : 2;
+}
+
+template <DType D, int R, int T>
+void tile(const Geometry& g, int64_t o, int64_t t) {
+  constexpr int64_t vb = kLanes * elem_size<D>();  // bytes of W per vector
+  __m512 acc[R][T];
+#pragma GCC unroll 32
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 32
+    for (int u = 0; u < T; ++u) acc[r][u] = _mm512_setzero_ps();
+  }
+  const unsigned char* wr = g.w + o * g.w_row_bytes;
+  const float* xt = g.x + t * g.x_stride;
+  const int64_t ws = g.w_row_bytes;
+  const int64_t xs = g.x_stride;
+
+  for (int64_t k = 0; k < g.n_full; ++k) {
+    __m512 wv[R];
+#pragma GCC unroll 32
+    for (int r = 0; r < R; ++r) wv[r] = load_widen<D>(wr + r * ws + k * vb);
+#pragma GCC unroll 32
+    for (int u = 0; u < T; ++u) {
+      const __m512 xv = _mm512_loadu_ps(xt + u * xs + k * kLanes);
+#pragma GCC unroll 32
+      for (int r = 0; r < R; ++r) acc[r][u] = _mm512_fmadd_ps(wv[r], xv, acc[r][u]);
+    }
+  }
+  if (g.tail) {
+    const int64_t k = g.n_full;
+    __m512 wv[R];
+#pragma GCC unroll 32
+    for (int r = 0; r < R; ++r) wv[r] = load_widen<D>(wr + r * ws + k * vb, g.tail);
+#pragma GCC unroll 32
+    for (int u = 0; u < T; ++u) {
+      const __m512 xv = _mm512_maskz_loadu_ps(g.tail, xt + u * xs + k * kLanes);
+#pragma GCC unroll 32
+      for (int r = 0; r < R; ++r) acc[r][u] = _mm512_fmadd_ps(wv[r], xv, acc[r][u]);
+    }
+  }
+#pragma GCC unroll 32
+  for (int u = 0; u < T; ++u) {
+    float* yt = g.y + (t + u) * g.y_stride + o;
+#pragma GCC unroll 32
+    for (int r = 0; r < R; ++r) {
+      float s = hsum(acc[r][u]);
+      if (g.bias) s += g.bias[o + r];
+      yt[r] = g.accumulate ? yt[r] + s : s;
+    }
+  }
+}
+
+constexpr int kGemmRows = 4;
+constexpr int kGemmTokens = 6;
+constexpr int kGemvRows = 8;
+
+// Rows [o, o + R) against tokens [t0, t1) in tiles of kGemmTokens, then one narrower tile.
+template <DType D, int R>
+void rows_by_tokens(const Geometry& g, int64_t o, int64_t t0, int64_t t1) {
+  int64_t t = t0;
+  for (; t + kGemmTokens <= t1; t += kGemmTokens) tile<D, R, kGemmTokens>(g, o, t);
+  switch (t1 - t) {
+    case 1: tile<D, R, 1>(g, o, t); break;
+    case 2: tile<D, R, 2>(g, o, t); break;
+    case 3: tile<D, R, 3>(g, o, t); break;
+    case 4: tile<D, R, 4>(g, o, t); break;
+    case 5: tile<D, R, 5>(g, o, t); break;
+    default: break;
+  }
+  static_assert(kGemmTokens == 6, "the switch above covers remainders 1..5");
+}
+
+// Tokens per block of the GEMM: as many as keep x[block, in] within ~512 KiB of L2, a multiple of
+// the tile width, at least one tile.
+int64_t token_block(int64_t in_features) {
+  const int64_t bytes_per_token = std::max<int64_t>(in_features, 1) * 4;
+  const int64_t fit = (int64_t{512} * 1024 / bytes_per_token) / kGemmTokens * kGemmTokens;
+  return std::max<int64_t>(fit, kGemmTokens);
+}
+
+template <DType D>
+void matmul_impl(const MatmulArgs& a) {
+  Geometry g;
+  g.x = a.x;
+  g.x_stride = a.x_stride;
+  g.w = static_cast<const unsigned char*>(a.w);
+  g.w_row_bytes = a.w_stride * elem_size<D>();
+  g.y = a.y;
+  g.y_stride = a.y_stride;
+  g.bias = a.bias;
+  g.accumulate = a.accumulate;
+  g.n_full = a.in_features / kLanes;
+  g.tail = first_lanes(a.in_features % kLanes);
+
+  if (a.n_tokens == 1) {
+    int64_t o = a.row_begin;
+    for (; o + kGemvRows <= a.row_end; o += kGemvRows) tile<D, kGemvRows, 1>(g, o, 0);
+    for (; o < a.row_end; ++o) tile<D, 1, 1>(g, o, 0);
+    return;
+  }
+  const int64_t tb = token_block(a.in_features);
+  for (int64_t t0 = 0; t0 < a.n_tokens; t0 += tb) {
+    const int64_t t1 = std::min(t0 + tb, a.n_tokens);
+    int64_t o = a.row_begin;
+    for (; o + kGemmRows <= a.row_end; o += kGemmRows) rows_by_tokens<D, kGemmRows>(g, o, t0, t1);
+    for (; o < a.row_end; ++o) rows_by_tokens<D, 1>(g, o, t0, t1);
+  }
+}
+
+}  // namespace
+
+void matmul(const MatmulArgs& a) {
+  switch (a.w_dtype) {
+    case DType::F32: return matmul_impl<DType::F32>(a);
+    case DType::F16: return matmul_impl<DType::F16>(a);
+    case DType::BF16: return matmul_impl<DType::BF16>(a);
+  }
+}
+
+}  // namespace slm::kernels::avx512

@@ -1,0 +1,13 @@
+// The avx512 kernel table.
+#include "kernels.h"
+
+namespace slm::kernels::avx512 {
+
+const CpuKernels& cpu_kernels() {
+  static const CpuKernels table = {
+      "avx512", &matmul, &rmsnorm, &rope, &attention, &swiglu, &to_f32, &f32_to_f16,
+  };
+  return table;
+}
+
+}  // namespace slm::kernels::avx512

@@ -1,0 +1,13 @@
+// The generic kernel table.
+#include "kernels.h"
+
+namespace slm::kernels::generic {
+
+const CpuKernels& cpu_kernels() {
+  static const CpuKernels table = {
+      "generic", &matmul, &rmsnorm, &rope, &attention, &swiglu, &to_f32, &f32_to_f16,
+  };
+  return table;
+}
+
+}  // namespace slm::kernels::generic

@@ -1,0 +1,535 @@
+"""Every CPU kernel, every ISA this machine runs, every dtype, against the float64 numpy reference.
+
+Shapes are chosen to cross the SIMD tails (in_features not a multiple of 8 or 16), the matmul tile
+edges (rows not a multiple of 3/4/8, tokens not a multiple of 4/6) and the token blocks (70
+tokens). Tolerances come from tests/tolerances.py only.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import slmcore
+from slmcore._core import kernels as K
+from slmcore.reference import kernels as ref
+from tolerances import bound, swiglu_bound
+
+ISAS = K.available_isas()
+WEIGHT_DTYPES = ["float32", "float16", "bfloat16"]
+IN_FEATURES = [1, 7, 15, 17, 33, 100, 577]
+N_OUT = [1, 3, 5, 13, 29]
+N_TOKENS = [1, 2, 5, 7, 13, 70]
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def rng_for(*key) -> np.random.Generator:
+    """A generator seeded from the test's parameters, so every case is reproducible on its own."""
+    return np.random.default_rng(zlib.crc32("/".join(map(str, key)).encode()))
+
+
+def stored(w32: np.ndarray, dtype: str) -> np.ndarray:
+    """float32 values rounded to the storage dtype (bfloat16 as uint16 bits)."""
+    if dtype == "float32":
+        return np.ascontiguousarray(w32, dtype=np.float32)
+    if dtype == "float16":
+        return w32.astype(np.float16)
+    if dtype == "bfloat16":
+        return ref.f32_to_bf16(w32)
+    raise ValueError(dtype)
+
+
+def misaligned(a: np.ndarray, offset: int) -> np.ndarray:
+    """A read-only copy of `a` whose data starts `offset` bytes past an aligned address."""
+    a = np.ascontiguousarray(a)
+    buf = bytes(offset) + a.tobytes()
+    out = np.frombuffer(buf, dtype=a.dtype, count=a.size, offset=offset).reshape(a.shape)
+    assert out.ctypes.data % 16 != 0
+    if offset % a.itemsize:
+        assert not out.flags.aligned
+    return out
+
+
+def bits16(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a).view(np.uint16)
+
+
+def bits32(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+
+
+def check_matmul(isa, x, w, dtype, bias=None, y0=None):
+    got = K.matmul(isa, x, w, dtype, bias=bias, y=y0)
+    want = ref.matmul(x, w, dtype, bias)
+    if y0 is not None:
+        want = want + y0.astype(np.float64)
+    tol = bound("matmul", dtype, in_features=x.shape[1], x=x, w=ref.widen(w, dtype),
+                bias=0.0 if bias is None else bias, y0=0.0 if y0 is None else y0)
+    err = float(np.abs(got - want).max()) if got.size else 0.0
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert err <= tol, f"{isa} {dtype} x{x.shape} w{w.shape}: max error {err:.3g} > tolerance {tol:.3g}"
+    return got
+
+
+# ----------------------------------------------------------------------------------------------
+# dispatch
+
+
+def test_isas_listed():
+    assert ISAS[0] == "generic"
+    assert set(ISAS) <= {"generic", "avx2", "avx512"}
+    if "avx512" in ISAS:
+        assert "avx2" in ISAS
+
+
+@pytest.mark.parametrize("name", ["sse9", "", "AVX2", "neon"])
+def test_unknown_isa_raises(name):
+    x = np.ones((1, 4), np.float32)
+    with pytest.raises(slmcore.errors.InvalidArgumentError):
+        K.matmul(name, x, x, "float32")
+    with pytest.raises(slmcore.errors.InvalidArgumentError):
+        K.rmsnorm(name, x[0], x[0], 1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# matmul
+
+
+@pytest.mark.parametrize("in_features", IN_FEATURES)
+@pytest.mark.parametrize("dtype", WEIGHT_DTYPES)
+@pytest.mark.parametrize("isa", ISAS)
+def test_matmul_matches_reference(isa, dtype, in_features):
+    rng = rng_for("matmul", isa, dtype, in_features)
+    for n_out in N_OUT:
+        w = stored(rng.standard_normal((n_out, in_features)).astype(np.float32), dtype)
+        for n_tokens in N_TOKENS:
+            x = rng.standard_normal((n_tokens, in_features)).astype(np.float32)
+            check_matmul(isa, x, w, dtype)
+
+
+@pytest.mark.parametrize("dtype", WEIGHT_DTYPES)
+@pytest.mark.parametrize("isa", ISAS)
+def test_matmul_bias_and_accumulate(isa, dtype):
+    rng = rng_for("matmul-bias", isa, dtype)
+    for in_features, n_out, n_tokens in [(33, 13, 1), (100, 29, 7), (577, 5, 70), (17, 3, 13)]:
+        w = stored(rng.standard_normal((n_out, in_features)).astype(np.float32), dtype)
+        x = rng.standard_normal((n_tokens, in_features)).astype(np.float32)
+        bias = (rng.standard_normal(n_out) * 4).astype(np.float32)
+        y0 = (rng.standard_normal((n_tokens, n_out)) * 4).astype(np.float32)
+        check_matmul(isa, x, w, dtype, bias=bias)
+        check_matmul(isa, x, w, dtype, y0=y0)
+        check_matmul(isa, x, w, dtype, bias=bias, y0=y0)
+
+
+@pytest.mark.parametrize("offset", [1, 2])
+@pytest.mark.parametrize("dtype", WEIGHT_DTYPES)
+@pytest.mark.parametrize("isa", ISAS)
+def test_matmul_unaligned(isa, dtype, offset):
+    rng = rng_for("matmul-unaligned", isa, dtype, offset)
+    for in_features, n_out, n_tokens in [(577, 13, 1), (100, 29, 70), (33, 5, 7), (7, 3, 2)]:
+        w = stored(rng.standard_normal((n_out, in_features)).astype(np.float32), dtype)
+        x = rng.standard_normal((n_tokens, in_features)).astype(np.float32)
+        aligned = check_matmul(isa, x, w, dtype)
+        un = check_matmul(isa, misaligned(x, offset), misaligned(w, offset), dtype)
+        assert np.array_equal(aligned, un)
+
+
+@pytest.mark.parametrize("dtype", WEIGHT_DTYPES)
+@pytest.mark.parametrize("isa", ISAS)
+def test_matmul_row_stride(isa, dtype):
+    """W as a view whose rows are further apart than in_features (w_stride > in_features)."""
+    rng = rng_for("matmul-stride", isa, dtype)
+    wide = stored(rng.standard_normal((29, 120)).astype(np.float32), dtype)
+    for in_features, n_tokens in [(100, 1), (33, 7), (17, 70)]:
+        w = wide[:, :in_features]
+        assert not w.flags.c_contiguous
+        x = rng.standard_normal((n_tokens, in_features)).astype(np.float32)
+        got = check_matmul(isa, x, w, dtype)
+        assert np.array_equal(got, K.matmul(isa, x, np.ascontiguousarray(w), dtype))
+
+
+@pytest.mark.parametrize("in_features", [1, 17, 100, 577])
+@pytest.mark.parametrize("dtype", WEIGHT_DTYPES)
+@pytest.mark.parametrize("isa", ISAS)
+def test_matmul_bitwise_invariant(isa, dtype, in_features):
+    """Each output is bitwise the same whatever n_tokens, row range, or tile computed it."""
+    rng = rng_for("matmul-invariant", isa, dtype, in_features)
+    n_out, n_tokens = 29, 70
+    w = stored(rng.standard_normal((n_out, in_features)).astype(np.float32), dtype)
+    x = rng.standard_normal((n_tokens, in_features)).astype(np.float32)
+    bias = rng.standard_normal(n_out).astype(np.float32)
+    y0 = rng.standard_normal((n_tokens, n_out)).astype(np.float32)
+    for kw in [{}, {"bias": bias}, {"bias": bias, "y": y0}]:
+        full = K.matmul(isa, x, w, dtype, **kw)
+        # one token at a time (the GEMV path)
+        per_token = np.concatenate(
+            [K.matmul(isa, x[t : t + 1], w, dtype, bias=kw.get("bias"),
+                      y=None if "y" not in kw else y0[t : t + 1]) for t in range(n_tokens)]
+        )
+        assert np.array_equal(full, per_token)
+        # token batches of odd sizes (GEMM tile edges and narrower tiles)
+        cuts = [0, 2, 3, 8, 15, 28, 41, 70]
+        batched = np.concatenate(
+            [K.matmul(isa, x[a:b], w, dtype, bias=kw.get("bias"), y=None if "y" not in kw else y0[a:b])
+             for a, b in zip(cuts, cuts[1:])]
+        )
+        assert np.array_equal(full, batched)
+        # row ranges split at odd points, for several token counts
+        for t in [1, 2, 7, 70]:
+            whole = K.matmul(isa, x[:t], w, dtype, bias=kw.get("bias"), y=None if "y" not in kw else y0[:t])
+            pieces = np.zeros_like(whole)
+            for a, b in zip([0, 1, 4, 5, 12, 21, 28], [1, 4, 5, 12, 21, 28, 29]):
+                part = K.matmul(isa, x[:t], w, dtype, bias=kw.get("bias"),
+                                y=None if "y" not in kw else y0[:t], row_begin=a, row_end=b)
+                pieces[:, a:b] = part[:, a:b]
+            assert np.array_equal(whole, pieces)
+            assert np.array_equal(whole[:, 5:12], full[:t, 5:12])
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_matmul_rows_outside_range_untouched(isa):
+    rng = rng_for("matmul-range", isa)
+    w = rng.standard_normal((13, 33)).astype(np.float32)
+    for n_tokens in [1, 7]:
+        x = rng.standard_normal((n_tokens, 33)).astype(np.float32)
+        y0 = rng.standard_normal((n_tokens, 13)).astype(np.float32)
+        got = K.matmul(isa, x, w, "float32", y=y0, row_begin=3, row_end=8)
+        assert np.array_equal(got[:, :3], y0[:, :3]) and np.array_equal(got[:, 8:], y0[:, 8:])
+        got = K.matmul(isa, x, w, "float32", row_begin=3, row_end=8)
+        assert not got[:, :3].any() and not got[:, 8:].any()
+        empty = K.matmul(isa, x, w, "float32", y=y0, row_begin=5, row_end=5)
+        assert np.array_equal(empty, y0)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_matmul_degenerate_shapes(isa):
+    bias = np.arange(3, dtype=np.float32)
+    got = K.matmul(isa, np.zeros((2, 0), np.float32), np.zeros((3, 0), np.float32), "float32", bias=bias)
+    assert np.array_equal(got, np.tile(bias, (2, 1)))
+    assert K.matmul(isa, np.zeros((0, 5), np.float32), np.ones((3, 5), np.float32), "float32").shape == (0, 3)
+
+
+def test_matmul_argument_checks():
+    E = slmcore.errors.InvalidArgumentError
+    x = np.ones((2, 8), np.float32)
+    w = np.ones((3, 8), np.float32)
+    with pytest.raises(E, match="dtype"):
+        K.matmul("generic", x, w.astype(np.float64), "float32")
+    with pytest.raises(E, match="dtype"):
+        K.matmul("generic", x, w.astype(np.float16), "bfloat16")
+    with pytest.raises(E, match="dtype"):
+        K.matmul("generic", x, w, "int8")
+    with pytest.raises(E, match="in_features"):
+        K.matmul("generic", x, np.ones((3, 9), np.float32), "float32")
+    with pytest.raises(E, match="contiguous"):
+        K.matmul("generic", x, np.asfortranarray(np.ones((8, 8), np.float32))[:, ::2], "float32")
+    with pytest.raises(E, match="row_begin"):
+        K.matmul("generic", x, w, "float32", row_begin=2, row_end=4)
+    with pytest.raises(E, match="row_begin"):
+        K.matmul("generic", x, w, "float32", row_begin=-1)
+    with pytest.raises(E, match="bias"):
+        K.matmul("generic", x, w, "float32", bias=np.ones(4, np.float32))
+    with pytest.raises(E, match="y"):
+        K.matmul("generic", x, w, "float32", y=np.ones((2, 4), np.float32))
+    with pytest.raises(E, match="dimension"):
+        K.matmul("generic", x[0], w, "float32")
+    with pytest.raises(E):
+        K.matmul("generic", x, w[::-1], "float32")
+
+
+# ----------------------------------------------------------------------------------------------
+# rmsnorm
+
+
+@pytest.mark.parametrize("n", [1, 7, 16, 17, 64, 100, 576, 2048, 4097])
+@pytest.mark.parametrize("isa", ISAS)
+def test_rmsnorm(isa, n):
+    rng = rng_for("rmsnorm", isa, n)
+    for scale, eps in [(1.0, 1e-6), (30.0, 1e-5), (1e-3, 1e-6)]:
+        x = (rng.standard_normal(n) * scale).astype(np.float32)
+        w = (1 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+        want = ref.rmsnorm(x, w, eps)
+        got = K.rmsnorm(isa, x, w, eps)
+        tol = bound("rmsnorm", "float32", ref=want, n=n)
+        assert np.abs(got - want).max() <= tol
+
+
+def test_rmsnorm_argument_checks():
+    E = slmcore.errors.InvalidArgumentError
+    with pytest.raises(E):
+        K.rmsnorm("generic", np.ones(4, np.float32), np.ones(5, np.float32), 1e-6)
+    with pytest.raises(E):
+        K.rmsnorm("generic", np.ones(4, np.float32), np.ones(4, np.float32), -1.0)
+    with pytest.raises(E):
+        K.rmsnorm("generic", np.ones(0, np.float32), np.ones(0, np.float32), 1e-6)
+    with pytest.raises(E):
+        K.rmsnorm("generic", np.ones((2, 2), np.float32), np.ones(4, np.float32), 1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# rope
+
+ROPE_SHAPES = [  # (n_heads, head_dim, rotary_dim)
+    (1, 8, 8),
+    (3, 24, 10),
+    (5, 64, 64),
+    (7, 80, 32),
+    (9, 96, 96),
+    (2, 64, 6),
+    (3, 128, 128),
+    (1, 34, 34),
+    (3, 64, 0),
+]
+
+
+@pytest.mark.parametrize("style", ["neox", "interleaved"])
+@pytest.mark.parametrize("shape", ROPE_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("isa", ISAS)
+def test_rope(isa, shape, style):
+    n_heads, head_dim, rotary_dim = shape
+    rng = rng_for("rope", isa, shape, style)
+    x = rng.standard_normal((n_heads, head_dim)).astype(np.float32)
+    pos = 1234
+    inv_freq = 10000.0 ** (-np.arange(0, rotary_dim, 2) / max(rotary_dim, 1))
+    cos = np.cos(pos * inv_freq).astype(np.float32)
+    sin = np.sin(pos * inv_freq).astype(np.float32)
+    got = K.rope(isa, x, cos, sin, rotary_dim, style)
+    want = ref.rope(x, cos, sin, rotary_dim, style)
+    assert np.abs(got - want).max() <= bound("rope", "float32", x=x)
+    assert np.array_equal(got[:, rotary_dim:], x[:, rotary_dim:])  # the rest does not move
+
+
+def test_rope_argument_checks():
+    E = slmcore.errors.InvalidArgumentError
+    x = np.ones((2, 8), np.float32)
+    c = np.ones(2, np.float32)
+    with pytest.raises(E):
+        K.rope("generic", x, c, c, 3, "neox")
+    with pytest.raises(E):
+        K.rope("generic", x, c, c, 10, "neox")
+    with pytest.raises(E):
+        K.rope("generic", x, c, c, 6, "neox")
+    with pytest.raises(E):
+        K.rope("generic", x, c, c, 4, "gptj")
+
+
+# ----------------------------------------------------------------------------------------------
+# attention
+
+ATTN_CASES = [  # (n_pos, kv_begin, kv_end)
+    (1, 0, 1),
+    (5, 0, 5),
+    (37, 0, 37),
+    (100, 13, 77),
+    (600, 1, 600),
+]
+
+
+@pytest.mark.parametrize("head_dim", [8, 24, 64, 80, 96, 128, 13])
+@pytest.mark.parametrize("kv_dtype", [np.float32, np.float16], ids=["float32", "float16"])
+@pytest.mark.parametrize("isa", ISAS)
+def test_attention(isa, kv_dtype, head_dim):
+    rng = rng_for("attention", isa, kv_dtype.__name__, head_dim)
+    dname = np.dtype(kv_dtype).name
+    for n_pos, b, e in ATTN_CASES:
+        for q_scale in [1.0, 4.0]:  # 4: peaked softmax
+            q = (rng.standard_normal(head_dim) * q_scale).astype(np.float32)
+            k = rng.standard_normal((n_pos, head_dim)).astype(kv_dtype)
+            v = rng.standard_normal((n_pos, head_dim)).astype(kv_dtype)
+            scale = 1.0 / math.sqrt(head_dim)
+            got = K.attention(isa, q, k, v, scale, b, e)
+            want = ref.attention(q, k[b:e], v[b:e], np.float32(scale))
+            tol = bound("attention", dname, q=q, k=k[b:e], v=v[b:e], scale=scale, n_pos=e - b)
+            err = np.abs(got - want).max()
+            assert err <= tol, f"n_pos {n_pos} [{b}, {e}) q_scale {q_scale}: {err:.3g} > {tol:.3g}"
+
+
+@pytest.mark.parametrize("kv_dtype", [np.float32, np.float16], ids=["float32", "float16"])
+@pytest.mark.parametrize("isa", ISAS)
+def test_attention_strided_unaligned_cache(isa, kv_dtype):
+    """K/V rows further apart than head_dim (a cache with more heads), at an odd byte address."""
+    rng = rng_for("attention-strided", isa, kv_dtype.__name__)
+    head_dim, n_pos = 64, 50
+    cache_k = misaligned(rng.standard_normal((n_pos, 3 * head_dim)).astype(kv_dtype), 2)
+    cache_v = misaligned(rng.standard_normal((n_pos, 3 * head_dim)).astype(kv_dtype), 2)
+    q = rng.standard_normal(head_dim).astype(np.float32)
+    k, v = cache_k[:, head_dim : 2 * head_dim], cache_v[:, head_dim : 2 * head_dim]
+    got = K.attention(isa, q, k, v, 0.125, 7, 50)
+    assert np.array_equal(got, K.attention(isa, q, np.ascontiguousarray(k), np.ascontiguousarray(v), 0.125, 7, 50))
+    want = ref.attention(q, k[7:], v[7:], np.float32(0.125))
+    tol = bound("attention", np.dtype(kv_dtype).name, q=q, k=k[7:], v=v[7:], scale=0.125, n_pos=43)
+    assert np.abs(got - want).max() <= tol
+
+
+def test_attention_argument_checks():
+    E = slmcore.errors.InvalidArgumentError
+    q = np.ones(8, np.float32)
+    k = np.ones((4, 8), np.float32)
+    with pytest.raises(E):
+        K.attention("generic", q, k, k, 1.0, 2, 2)
+    with pytest.raises(E):
+        K.attention("generic", q, k, k, 1.0, 0, 5)
+    with pytest.raises(E):
+        K.attention("generic", q, k, k.astype(np.float16), 1.0, 0, 4)
+    with pytest.raises(E):
+        K.attention("generic", q, k.astype(np.float64), k, 1.0, 0, 4)
+    with pytest.raises(E):
+        K.attention("generic", np.ones(7, np.float32), k, k, 1.0, 0, 4)
+
+
+# ----------------------------------------------------------------------------------------------
+# swiglu
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 15, 16, 17, 100, 1000, 11008])
+@pytest.mark.parametrize("isa", ISAS)
+def test_swiglu(isa, n):
+    rng = rng_for("swiglu", isa, n)
+    g = (rng.standard_normal(n) * 6).astype(np.float32)
+    u = rng.standard_normal(n).astype(np.float32)
+    got = K.swiglu(isa, g, u)
+    want = ref.swiglu(g, u)
+    assert np.all(np.abs(got - want) <= swiglu_bound(want, g, u))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_swiglu_extremes(isa):
+    g = np.array([-1e30, -200, -104, -100, -89, -88.8, -87.5, -87, -40, -20, -1e-30, -0.0, 0.0, 1e-30,
+                  1e-6, 0.5, 20, 40, 87, 88.7, 89, 100, 200, 1e30, 1e37, -1e37], np.float32)
+    u = np.linspace(-3, 3, g.size).astype(np.float32)
+    got = K.swiglu(isa, g, u)
+    with np.errstate(over="ignore"):
+        want = ref.swiglu(g, u)
+    assert np.all(np.isfinite(got))
+    assert np.all(np.abs(got - want) <= swiglu_bound(want, g, u))
+    nan = K.swiglu(isa, np.array([np.nan, 1.0], np.float32), np.ones(2, np.float32))
+    assert np.isnan(nan[0]) and not np.isnan(nan[1])
+
+
+# ----------------------------------------------------------------------------------------------
+# conversions
+
+
+def all_16bit_patterns() -> np.ndarray:
+    return np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+
+
+@pytest.mark.parametrize("offset", [0, 1])
+@pytest.mark.parametrize("isa", ISAS)
+def test_to_f32_bf16_every_pattern(isa, offset):
+    src = all_16bit_patterns()
+    for n in [src.size, 1, 7, 15, 17, 33]:  # full vectors and tails
+        s = misaligned(src[:n], offset) if offset else src[:n]
+        got = K.to_f32(isa, s, "bfloat16")
+        assert np.array_equal(bits32(got), bits32(ref.bf16_to_f32(src[:n])))  # NaN payloads too
+
+
+@pytest.mark.parametrize("offset", [0, 1])
+@pytest.mark.parametrize("isa", ISAS)
+def test_to_f32_f16_every_pattern(isa, offset):
+    src = all_16bit_patterns().view(np.float16)
+    for n in [src.size, 1, 7, 15, 17, 33]:
+        s = misaligned(src[:n], offset) if offset else src[:n]
+        got = bits32(K.to_f32(isa, s, "float16"))
+        want = bits32(src[:n].astype(np.float32))
+        # numpy keeps signalling NaNs signalling; vcvtph2ps (and so every ISA here) quiets them.
+        h = bits16(src[:n])
+        snan = ((h & 0x7C00) == 0x7C00) & ((h & 0x3FF) != 0) & ((h & 0x200) == 0)
+        want = np.where(snan, want | 0x00400000, want)
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_to_f32_f32_is_a_copy(isa):
+    src = np.random.default_rng(5).integers(0, 2**32, 1001, dtype=np.uint32).view(np.float32)
+    assert np.array_equal(bits32(K.to_f32(isa, misaligned(src, 2), "float32")), bits32(src))
+    assert K.to_f32(isa, src.reshape(7, 143), "float32").shape == (7, 143)
+
+
+def f16_edge_values() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    vals = [
+        0.0, -0.0, 1.0, -1.0, 65504.0, -65504.0, 65519.996, 65520.0, -65520.0, 65536.0, 1e5, 3.4e38,
+        np.inf, -np.inf, 6.1035156e-05, 6.097555e-05, 5.9604645e-08, 2.9802322e-08, 2.9802326e-08,
+        1.4e-45, -1.4e-45, 1e-10, 1.5, 2049.0, 2051.0, 4097.0,
+    ]
+    # every finite half, and the exact midpoints between neighbours (ties to even, up and down)
+    h = np.arange(0, 0x7C00, dtype=np.uint16)
+    f = h.view(np.float16).astype(np.float64)
+    mids = (f[:-1] + f[1:]) / 2
+    near = np.nextafter(mids.astype(np.float32), np.float32(np.inf))
+    below = np.nextafter(mids.astype(np.float32), np.float32(-np.inf))
+    pos = np.concatenate([f, mids, near, below]).astype(np.float32)
+    rand = np.concatenate([
+        rng.standard_normal(5000) * s for s in [1e-7, 1e-5, 1e-3, 1, 100, 3e4, 7e4]
+    ]).astype(np.float32)
+    out = np.concatenate([np.array(vals, np.float32), pos, -pos, rand])
+    assert np.all(mids.astype(np.float32) == mids)  # midpoints are exact in float32
+    return out
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_f32_to_f16_matches_numpy(isa):
+    x = f16_edge_values()
+    with np.errstate(over="ignore"):
+        want = bits16(x.astype(np.float16))
+    for n in [x.size, 1, 7, 15, 17]:
+        got = K.f32_to_f16(isa, x[:n])
+        assert got.dtype == np.float16
+        assert np.array_equal(bits16(got), want[:n])
+    # quiet NaNs keep sign and top payload bits as in numpy; signalling ones come out quiet
+    nans = np.array([0x7FC00000, 0xFFC00000, 0x7FFFE000, 0x7FC12345], np.uint32).view(np.float32)
+    assert np.array_equal(bits16(K.f32_to_f16(isa, nans)), bits16(nans.astype(np.float16)))
+    snan = np.array([0x7F800001, 0xFF812345], np.uint32).view(np.float32)
+    assert np.all(np.isnan(K.f32_to_f16(isa, snan)))
+
+
+def test_conversions_agree_across_isas_on_signalling_nans():
+    snan32 = np.array([0x7F800001, 0xFF812345, 0x7F801000], np.uint32).view(np.float32)
+    snan16 = np.array([0x7C01, 0xFD00, 0x7DFF], np.uint16).view(np.float16)
+    h = {isa: bits16(K.f32_to_f16(isa, snan32)) for isa in ISAS}
+    f = {isa: bits32(K.to_f32(isa, snan16, "float16")) for isa in ISAS}
+    for isa in ISAS:
+        assert np.array_equal(h[isa], h["generic"]) and np.array_equal(f[isa], f["generic"])
+
+
+def test_conversion_argument_checks():
+    E = slmcore.errors.InvalidArgumentError
+    with pytest.raises(E):
+        K.to_f32("generic", np.ones(4, np.float32), "float16")
+    with pytest.raises(E):
+        K.to_f32("generic", np.ones(4, np.int16), "bfloat16")
+    with pytest.raises(E):
+        K.to_f32("generic", np.ones(4, np.float16), "half")
+    with pytest.raises(E):
+        K.to_f32("generic", np.ones(8, np.float16)[::2], "float16")
+
+
+# ----------------------------------------------------------------------------------------------
+# build hygiene: the generic kernels and CPUID code must not depend on ISA flags
+
+
+def test_generic_sources_include_no_simd_headers():
+    files = sorted((REPO / "kernels" / "cpu" / "generic").glob("*")) + [REPO / "kernels" / "cpu" / "cpuid.cpp"]
+    assert len(files) > 2
+    for f in files:
+        text = f.read_text()
+        for header in ["immintrin.h", "x86intrin.h", "xmmintrin.h", "emmintrin.h", "avx", "simd.h"]:
+            lines = [ln for ln in text.splitlines() if ln.strip().startswith("#include") and header in ln]
+            assert not lines, f"{f.name} includes {lines}"
+
+
+def test_isa_helpers_stay_in_their_folder():
+    for isa in ["avx2", "avx512"]:
+        for f in (REPO / "kernels").rglob("*"):
+            if f.is_file() and f.suffix in (".h", ".cpp") and f.parent.name != isa:
+                assert f'"../{isa}/' not in f.read_text() and f"cpu/{isa}/" not in f.read_text()

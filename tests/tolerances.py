@@ -1,0 +1,89 @@
+"""The one table of kernel tolerances, shared by every kernel test.
+
+Each entry is a constant C multiplying an error scale computed by the function of the same kernel
+below (``bound(kernel, dtype, **magnitudes)``). Scales are in units of float32's machine epsilon
+(2^-23) times the magnitude of the data the kernel reduces, so that a tolerance stays tight for any
+shape; the references (slmcore/reference/kernels.py) compute in float64 from the exact stored
+values, so the only error measured is the kernel's own float32 arithmetic. The constants were set
+at about 2-4x the worst ratio observed over all ISAs on random data; a real bug (a dropped or
+repeated element, a wrong row, a wrong pairing, an unnormalised softmax) is orders of magnitude
+above every bound. Do not loosen an entry to make a failure pass: find the bug.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+EPS32 = float(np.finfo(np.float32).eps)  # 2^-23
+
+TOLERANCES: dict[tuple[str, str], float] = {
+    # matmul: |y - ref| <= C * eps * sqrt(in) * max|x| * max|w|  (+ eps * (max|bias| + max|y0|) for the
+    # final additions). Each output is a float32 sum of in_features products in a few independent
+    # chains plus a short reduction tree; random rounding errors grow like sqrt(in). Widening
+    # f16/bf16 is exact, so every weight dtype has the same error model. Observed worst ratio to
+    # the scale 0.74 (in_features 1..5632, all ISAs).
+    ("matmul", "float32"): 2.0,
+    ("matmul", "float16"): 2.0,
+    ("matmul", "bfloat16"): 2.0,
+    # rmsnorm: |y - ref| <= C * eps * max|ref| * (1 + sqrt(n)/16). The sum of squares carries a
+    # random-walk error ~ eps*sqrt(n/lanes) (halved by the square root), then two roundings per
+    # element. Observed worst ratio to the scale 0.71 (n 1..20000).
+    ("rmsnorm", "float32"): 2.0,
+    # rope: |y - ref| <= C * eps * max|x|. Each output is a*cos -/+ b*sin: at most three roundings
+    # of terms bounded by max|x| (cos/sin are the same float32 values in kernel and reference).
+    # Observed worst ratio 0.54.
+    ("rope", "float32"): 2.0,
+    # attention: |out - ref| <= C * eps * max|v| * (1 + |scale| * max_j sum_i |q_i k_ji| + log2(n_pos)).
+    # The error of a score (a float32 dot product) is at most a few eps times the sum of absolute
+    # products; it becomes a relative error of p_j, the vectorised exp adds ~1 ulp, and the
+    # weighted sum of V and the sum of p add a few roundings that grow slowly with n_pos. K/V in
+    # f16 are widened exactly. Observed worst ratio to the scale 0.53 (head_dim 8..256, n_pos 1..3000).
+    ("attention", "float32"): 2.0,
+    ("attention", "float16"): 2.0,
+    # swiglu: |out - ref| <= C * eps * |ref| elementwise, plus a floor of
+    # C * 2^-149 * (|gate * up| + |up| + 1) for the subnormal range: sigmoid(g) ~ e^g (g < -87.3),
+    # g * sigmoid(g), and the output itself, when subnormal, keep only the absolute precision of
+    # the smallest subnormal (2^-149), amplified by the factors applied after them. exp is ~1 ulp,
+    # then a division and two products. Observed worst ratio to the scale 2.1.
+    ("swiglu", "float32"): 4.0,
+    # Conversions are exact: f16/bf16 -> f32 widen exactly, f32 -> f16 rounds to nearest even
+    # exactly as numpy does (compared bit for bit).
+    ("to_f32", "float32"): 0.0,
+    ("to_f32", "float16"): 0.0,
+    ("to_f32", "bfloat16"): 0.0,
+    ("f32_to_f16", "float16"): 0.0,
+}
+
+
+def _amax(a) -> float:
+    a = np.asarray(a, dtype=np.float64)
+    return float(np.abs(a).max()) if a.size else 0.0
+
+
+def bound(kernel: str, dtype: str, **m) -> float:
+    """The largest allowed max-abs error of `kernel` on `dtype` for data of the given magnitudes."""
+    c = TOLERANCES[(kernel, dtype)]
+    if kernel == "matmul":
+        n = m["in_features"]
+        extra = _amax(m.get("bias", 0.0)) + _amax(m.get("y0", 0.0))
+        return c * EPS32 * math.sqrt(max(n, 1)) * _amax(m["x"]) * _amax(m["w"]) + 2 * EPS32 * (extra + 1e-30)
+    if kernel == "rmsnorm":
+        return c * EPS32 * _amax(m["ref"]) * (1 + math.sqrt(m["n"]) / 16)
+    if kernel == "rope":
+        return c * EPS32 * _amax(m["x"])
+    if kernel == "attention":
+        n_pos = m["n_pos"]
+        k = np.abs(np.asarray(m["k"], dtype=np.float64))
+        score = abs(m["scale"]) * float((k @ np.abs(np.asarray(m["q"], dtype=np.float64))).max())
+        return c * EPS32 * _amax(m["v"]) * (1 + score + math.log2(max(n_pos, 1)))
+    raise KeyError(f"no scalar bound for {kernel!r}; see TOLERANCES")
+
+
+def swiglu_bound(ref: np.ndarray, gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """Elementwise allowed error of swiglu."""
+    c = TOLERANCES[("swiglu", "float32")]
+    u = np.abs(np.asarray(up, dtype=np.float64))
+    gu = np.abs(np.asarray(gate, dtype=np.float64)) * u
+    return c * EPS32 * np.abs(ref) + c * 2.0**-149 * (gu + u + 1.0)
