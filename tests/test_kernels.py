@@ -533,3 +533,24 @@ def test_isa_helpers_stay_in_their_folder():
         for f in (REPO / "kernels").rglob("*"):
             if f.is_file() and f.suffix in (".h", ".cpp") and f.parent.name != isa:
                 assert f'"../{isa}/' not in f.read_text() and f"cpu/{isa}/" not in f.read_text()
+
+
+def test_isa_objects_export_no_shared_weak_symbols():
+    """An inline or template function from a shared header (the standard library included) that an
+    ISA file fails to inline becomes a weak symbol compiled with that ISA's flags, and the linker
+    may keep that copy for every caller. Weak symbols of the ISA objects must belong to the ISA's
+    own namespace. Checks the objects of the local build (build/*), when there is one."""
+    import shutil
+    import subprocess
+
+    nm = shutil.which("nm")
+    objs = {isa: sorted(REPO.glob(f"build/*/CMakeFiles/slm_kernels_{isa}.dir/**/*.o")) for isa in ["avx2", "avx512"]}
+    if nm is None or not any(objs.values()):
+        pytest.skip("needs nm and a local build directory (build/<dir>/CMakeFiles/...)")
+    for isa, files in objs.items():
+        for f in files:
+            out = subprocess.run([nm, "-C", str(f)], capture_output=True, text=True, check=True).stdout
+            for line in out.splitlines():
+                parts = line.split(maxsplit=2)
+                if len(parts) == 3 and parts[1] in ("W", "V", "u"):
+                    assert parts[2].startswith(f"slm::kernels::{isa}::"), f"{f.name}: weak symbol {parts[2]}"

@@ -24,6 +24,10 @@ namespace slm::kernels::avx2 {
 
 namespace {
 
+constexpr int kGemmRows = 3;
+constexpr int kGemmTokens = 4;
+constexpr int kGemvRows = 8;
+
 struct Geometry {
   const float* x;
   int64_t x_stride;
@@ -35,10 +39,11 @@ struct Geometry {
   bool accumulate;
   int64_t n_full;  // in_features / 8
   int64_t rem;     // in_features % 8
+  int64_t pf_off;  // GEMV: bytes ahead of each row's current vector to prefetch
 };
 
 template <DType D, int R, int T>
-void tile(const Geometry& g, int64_t o, int64_t t) {
+void tile(const Geometry& g, int64_t o, int64_t t, bool prefetch_next_rows = false) {
   constexpr int64_t vb = kLanes * elem_size<D>();  // bytes of W per vector
   __m256 acc[R][T];
 #pragma GCC unroll 32
@@ -52,6 +57,19 @@ void tile(const Geometry& g, int64_t o, int64_t t) {
   const int64_t xs = g.x_stride;
 
   for (int64_t k = 0; k < g.n_full; ++k) {
+    if constexpr (T == 1 && R == kGemvRows) {
+      // GEMV: prefetch ahead of the weight stream (see gemv_prefetch_offset).
+#pragma GCC unroll 32
+      for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(wr + r * ws + k * vb + g.pf_off), _MM_HINT_T0);
+    }
+    if constexpr (T > 1) {
+      // GEMM: the first token tile of a row tile prefetches the next row tile's weights, which the
+      // later token tiles then find in cache.
+      if (prefetch_next_rows) {
+#pragma GCC unroll 32
+        for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(wr + (R + r) * ws + k * vb), _MM_HINT_T0);
+      }
+    }
     __m256 wv[R];
 #pragma GCC unroll 32
     for (int r = 0; r < R; ++r) wv[r] = load_widen<D>(wr + r * ws + k * vb);
@@ -86,15 +104,11 @@ void tile(const Geometry& g, int64_t o, int64_t t) {
   }
 }
 
-constexpr int kGemmRows = 3;
-constexpr int kGemmTokens = 4;
-constexpr int kGemvRows = 8;
-
 // Rows [o, o + R) against tokens [t0, t1) in tiles of kGemmTokens, then one narrower tile.
 template <DType D, int R>
 void rows_by_tokens(const Geometry& g, int64_t o, int64_t t0, int64_t t1) {
   int64_t t = t0;
-  for (; t + kGemmTokens <= t1; t += kGemmTokens) tile<D, R, kGemmTokens>(g, o, t);
+  for (; t + kGemmTokens <= t1; t += kGemmTokens) tile<D, R, kGemmTokens>(g, o, t, t == t0);
   switch (t1 - t) {
     case 1: tile<D, R, 1>(g, o, t); break;
     case 2: tile<D, R, 2>(g, o, t); break;
@@ -102,6 +116,15 @@ void rows_by_tokens(const Geometry& g, int64_t o, int64_t t0, int64_t t1) {
     default: break;
   }
   static_assert(kGemmTokens == 4, "the switch above covers remainders 1..3");
+}
+
+// GEMV software prefetch. Short rows give the hardware prefetchers little to lock onto, so while
+// a tile of rows streams, each row prefetches the same offset in the row kGemvRows further down
+// (the next tile), as long as two tiles fit in L1 (48 KiB); tiles of longer rows prefetch 1 KiB
+// ahead in their own row.
+int64_t gemv_prefetch_offset(int64_t w_row_bytes) {
+  const int64_t tile_bytes = kGemvRows * w_row_bytes;
+  return tile_bytes <= 24 * 1024 ? tile_bytes : 1024;
 }
 
 // Tokens per block of the GEMM: as many as keep x[block, in] within ~512 KiB of L2, a multiple of
@@ -125,6 +148,7 @@ void matmul_impl(const MatmulArgs& a) {
   g.accumulate = a.accumulate;
   g.n_full = a.in_features / kLanes;
   g.rem = a.in_features % kLanes;
+  g.pf_off = gemv_prefetch_offset(g.w_row_bytes);
 
   if (a.n_tokens == 1) {
     int64_t o = a.row_begin;

@@ -27,15 +27,16 @@ float load_w(const unsigned char* p) {
 
 // One compiled copy per dtype (noinline), so that every output goes through the same instructions
 // even where a compiler would contract a*b+c differently in different inlined contexts.
+// x and w may be misaligned: both are read through byte pointers.
 template <DType D>
-SLM_NOINLINE float dot(const float* x, const unsigned char* w, int64_t n) {
+SLM_NOINLINE float dot(const unsigned char* x, const unsigned char* w, int64_t n) {
   constexpr int64_t es = D == DType::F32 ? 4 : 2;
   float s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    for (int k = 0; k < 8; ++k) s[k] += x[i + k] * load_w<D>(w + (i + k) * es);
+    for (int k = 0; k < 8; ++k) s[k] += load_f32(x + (i + k) * 4) * load_w<D>(w + (i + k) * es);
   }
-  for (int k = 0; i < n; ++i, ++k) s[k] += x[i] * load_w<D>(w + i * es);
+  for (int k = 0; i < n; ++i, ++k) s[k] += load_f32(x + i * 4) * load_w<D>(w + i * es);
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
@@ -47,7 +48,8 @@ void matmul_impl(const MatmulArgs& a) {
     const unsigned char* wr = w + o * a.w_stride * es;
     const float b = a.bias ? a.bias[o] : 0.f;
     for (int64_t t = 0; t < a.n_tokens; ++t) {
-      float s = dot<D>(a.x + t * a.x_stride, wr, a.in_features);
+      const auto* xt = reinterpret_cast<const unsigned char*>(a.x) + t * a.x_stride * 4;
+      float s = dot<D>(xt, wr, a.in_features);
       if (a.bias) s += b;
       float* yp = a.y + t * a.y_stride + o;
       *yp = a.accumulate ? *yp + s : s;

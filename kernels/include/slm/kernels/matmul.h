@@ -11,6 +11,7 @@ namespace slm::kernels {
 // (elements, >= in_features); neither x nor W needs any alignment.
 // Every output is reduced in an order that depends only on in_features and the ISA, never on
 // n_tokens or on [row_begin, row_end): splitting rows across threads gives bitwise equal results.
+// The CPU kernels compute s = dot(...) in that fixed order, then s + bias[o], then y + s.
 struct MatmulArgs {
   const float* x;
   int64_t x_stride;
