@@ -9,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 RESULTS: list[dict] = []
+BANDWIDTH: dict[int, float] = {}  # threads -> measured read GB/s (test_bandwidth.py)
 
 
 def loadavg() -> str:
@@ -23,14 +24,17 @@ def pytest_terminal_summary(terminalreporter):
         return
     tr = terminalreporter
     tr.section("throughput (side by side, same weights, same threads)")
-    tr.write_line(f"{'case':44s} {'tok/s':>9s} {'GB/s':>7s} {'ratio':>7s}  load")
+    tr.write_line(f"{'case':44s} {'tok/s':>9s} {'GB/s':>7s} {'of bw':>6s} {'ratio':>7s}  load")
     baseline = {}
     for r in RESULTS:
         if r["engine"] == "llama.cpp":
             baseline[r["key"]] = r["tokens_per_s"]
     for r in RESULTS:
         ratio = r["tokens_per_s"] / baseline[r["key"]] if r["key"] in baseline else float("nan")
+        share = r["gb_per_s"] / BANDWIDTH[r["threads"]] if r["threads"] in BANDWIDTH else float("nan")
         tr.write_line(
-            f"{r['name']:44s} {r['tokens_per_s']:9.1f} {r['gb_per_s']:7.2f} {ratio:7.2f}  {r['load']}"
+            f"{r['name']:44s} {r['tokens_per_s']:9.1f} {r['gb_per_s']:7.2f} {share:6.2f} {ratio:7.2f}  {r['load']}"
         )
-    tr.write_line(f"machine: {os.cpu_count()} cpus; ratio = slmcore / llama.cpp in the same run")
+    bw = ", ".join(f"{t} thread(s) {v:.1f} GB/s" for t, v in sorted(BANDWIDTH.items())) or "not measured"
+    tr.write_line(f"machine: {os.cpu_count()} cpus; read bandwidth: {bw}")
+    tr.write_line("'of bw' = decode GB/s of weights / read bandwidth; ratio = slmcore / llama.cpp in the same run")

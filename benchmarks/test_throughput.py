@@ -24,6 +24,15 @@ GGUF_TYPE = {"float32": "F32", "bfloat16": "F16"}
 _engines: dict = {}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def close_engines():
+    """Close every model while the interpreter is intact (llama-cpp-python's __del__ at exit is noisy)."""
+    yield
+    for model in _engines.values():
+        model.close()
+    _engines.clear()
+
+
 def slm_model(dtype: str, threads: int) -> slmcore.LLM:
     key = ("slmcore", dtype, threads)
     if key not in _engines:
@@ -92,6 +101,6 @@ def test_throughput(benchmark, dtype, threads, phase, engine):
     benchmark.extra_info.update(tokens_per_s=tokens_per_s, gb_per_s=gb_per_s, bytes_per_token=bytes_per_token,
                                 load=f"{load_before}->{loadavg()}")
     RESULTS.append(dict(
-        name=f"{phase} {engine} {label} t{threads}", key=(dtype, threads, phase), engine=engine,
+        name=f"{phase} {engine} {label} t{threads}", key=(dtype, threads, phase), engine=engine, threads=threads,
         tokens_per_s=tokens_per_s, gb_per_s=gb_per_s, load=f"{load_before}->{loadavg()}",
     ))
