@@ -6,6 +6,7 @@ through the engine's internal switch.
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -250,3 +251,18 @@ def test_broken_rope_or_window_is_caught(models, reference_logits, monkeypatch):
     monkeypatch.setattr(ModelConfig, "from_file", classmethod(wider_window))
     with slmcore.LLM(models("mistral-window")) as llm:
         assert np.abs(llm.logits(SEQ) - ref).max() > 100 * F32_TOL
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_slm_cpu_isa_environment_variable(models, isa):
+    """SLM_CPU_ISA forces the kernel table an engine starts with."""
+    import subprocess
+    import sys
+
+    code = f"import slmcore; print(slmcore.LLM({str(models('llama-tied'))!r})._engine.isa)"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SLM_CPU_ISA": isa},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == isa
+    bad = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SLM_CPU_ISA": "mmx"},
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "InvalidArgumentError" in bad.stderr
