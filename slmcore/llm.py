@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -17,14 +19,23 @@ from slmcore.errors import (
     InvalidArgumentError,
     InvalidTokenError,
     NumericalError,
+    TokenizerFileError,
 )
+from slmcore.generate import Completion, StreamChunk
+from slmcore.generate import generate as _generate
+from slmcore.generate import stream_tokens as _stream_tokens
 from slmcore.loader import Checkpoint
 from slmcore.models import family_for
 from slmcore.rope import rope_tables
+from slmcore.sampling import SamplingParams
+from slmcore.tokenizer import Tokenizer, has_tokenizer_files
 
 logger = logging.getLogger("slmcore")
 
 DEFAULT_MAX_SEQ_LEN = 4096
+# GGUF weights are mostly quantized; float16 keeps their dequantized values closely at half the
+# memory of float32. Convert explicitly (`slmcore convert --dtype float32`) for other choices.
+GGUF_DTYPE = "float16"
 WEIGHT_DTYPES = ("auto", "float32", "bfloat16", "float16")
 KV_DTYPES = ("auto", "float32", "float16")
 
@@ -69,16 +80,99 @@ def _token_array(token_ids: Any) -> np.ndarray:
     return ids
 
 
-class LLM:
-    """A language model loaded for inference.
+def _resolve_model_path(model: Any) -> Path:
+    """A model directory for `model`: a directory as is, a .gguf file converted once into the
+    cache, None for the default model (fetched on first use)."""
+    if model is None:
+        from slmcore.default_model import default_model_dir
 
-    >>> llm = slmcore.LLM("path/to/SmolLM2-135M")      # config.json + *.safetensors
+        return default_model_dir()
+    if not isinstance(model, (str, os.PathLike)):
+        raise InvalidArgumentError(f"model must be a path, got {type(model).__name__}")
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise InvalidArgumentError(f"model path {str(path)!r} does not exist")
+    if path.is_dir():
+        return path
+    if path.suffix.lower() == ".gguf":
+        return _converted_gguf(path)
+    raise InvalidArgumentError(
+        f"{str(path)!r} is a file; give a model directory (config.json + *.safetensors) or a .gguf file"
+    )
+
+
+def _converted_gguf(path: Path) -> Path:
+    """The cache directory holding `path` converted to safetensors, converting on first use.
+    Keyed by the file's absolute path, size and modification time."""
+    from slmcore.convert import convert_gguf
+    from slmcore.default_model import home
+
+    st = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = home() / "converted" / f"{path.stem}-{key}"
+    if not (target / "config.json").exists():
+        logger.info("converting %s into %s (once)", path, target)
+        convert_gguf(path, target, dtype=GGUF_DTYPE)
+    return target
+
+
+def _eos_token_ids(model_dir: Path, config: ModelConfig) -> frozenset[int]:
+    """End-of-sequence ids: generation_config.json's eos_token_id (an int or a list), else config.json's."""
+    ids: set[int] = set()
+    gen = model_dir / "generation_config.json"
+    if gen.is_file():
+        try:
+            value = json.loads(gen.read_text(encoding="utf-8")).get("eos_token_id")
+        except (OSError, ValueError, AttributeError):
+            value = None
+        values = value if isinstance(value, list) else [value]
+        ids.update(v for v in values if isinstance(v, int) and not isinstance(v, bool))
+    if not ids:
+        ids.update(config.eos_token_ids)
+    return frozenset(i for i in ids if 0 <= i < config.vocab_size)
+
+
+def _weight_bytes_per_token(weights: dict[str, tuple[np.ndarray, str]]) -> int:
+    """Bytes of weights one decode step reads: every tensor once and one embedding row."""
+    seen: set[int] = set()
+    total = 0
+    for name, (array, _) in weights.items():
+        if name != "embed_tokens" and id(array) not in seen:
+            seen.add(id(array))
+            total += array.nbytes
+    embed = weights["embed_tokens"][0]
+    return total + embed.nbytes // max(embed.shape[0], 1)
+
+
+class _Session:
+    """The generation loop's view of an LLM: a fresh sequence, then one token at a time."""
+
+    def __init__(self, llm: "LLM") -> None:
+        self._llm = llm
+        self.max_seq_len = llm.max_seq_len
+
+    def prefill(self, ids: Sequence[int]) -> np.ndarray:
+        return self._llm._prefill(ids)
+
+    def decode(self, token_id: int) -> np.ndarray:
+        return self._llm._decode(token_id)
+
+
+class LLM:
+    """A language model loaded for inference on the CPU.
+
+    `model` is a directory (config.json + *.safetensors, tokenizer files optional), a .gguf file
+    (converted once into the cache), or None for the default model, SmolLM2-135M-Instruct.
+
+    >>> llm = slmcore.LLM()
+    >>> llm.generate("The capital of France is", slmcore.SamplingParams(max_tokens=8))[0].text
+    >>> llm.chat([{"role": "user", "content": "Hi!"}]).text
     >>> llm.logits([1, 2, 3]).shape                     # (3, vocab_size)
     """
 
     def __init__(
         self,
-        model: str | os.PathLike,
+        model: str | os.PathLike | None = None,
         device: str = "auto",
         dtype: str = "auto",
         max_seq_len: int | None = None,
@@ -87,15 +181,7 @@ class LLM:
     ) -> None:
         self._engine = None
         self._checkpoint = None
-        if not isinstance(model, (str, os.PathLike)):
-            raise InvalidArgumentError(f"model must be a path, got {type(model).__name__}")
-        path = Path(model)
-        if not path.exists():
-            raise InvalidArgumentError(f"model path {str(path)!r} does not exist")
-        if path.is_file():
-            raise InvalidArgumentError(
-                f"{str(path)!r} is a file; give the model directory (config.json + *.safetensors)"
-            )
+        self._tokenizer: Tokenizer | None = None
         if not isinstance(device, str) or not (device in ("auto", "cpu") or device.startswith("cuda")):
             raise InvalidArgumentError(f"device={device!r} is not supported; choose 'auto', 'cpu' or 'cuda[:N]'")
         if device.startswith("cuda"):
@@ -104,8 +190,11 @@ class LLM:
         dtype = _choose("dtype", dtype, WEIGHT_DTYPES)
         kv_dtype = _choose("kv_dtype", kv_dtype, KV_DTYPES)
         threads = _available_cores() if threads is None else _positive_int("threads", threads)
+        path = _resolve_model_path(model)
 
+        self.path = path
         self.config = ModelConfig.from_file(path)
+        self.eos_token_ids = _eos_token_ids(path, self.config)
         family = family_for(self.config)
         limit = self.config.max_position_embeddings
         if max_seq_len is None:
@@ -126,6 +215,7 @@ class LLM:
             kv_dtype = "float32" if matrix_dtypes == {"float32"} else "float16"
         self.kv_dtype = kv_dtype
         self.dtype = matrix_dtypes.pop() if len(matrix_dtypes) == 1 else "mixed"
+        self._bytes_per_token = _weight_bytes_per_token(weights)
 
         cfg = self.config
         rotary_dim = cfg.head_dim
@@ -164,6 +254,48 @@ class LLM:
         return self._finite(out)
 
     @property
+    def tokenizer(self) -> Tokenizer:
+        """The model's tokenizer (tokenizer.json, else tokenizer.model); TokenizerFileError if it has none."""
+        self._live()
+        if self._tokenizer is None:
+            if not has_tokenizer_files(self.path):
+                raise TokenizerFileError(
+                    f"{self.path} has no tokenizer.json or tokenizer.model; pass token ids instead of text, "
+                    "or add the model's tokenizer files to the directory"
+                )
+            self._tokenizer = Tokenizer.from_dir(self.path)
+        return self._tokenizer
+
+    def generate(
+        self, prompts: str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]], params: SamplingParams | None = None
+    ) -> list[Completion]:
+        """Complete one prompt or a list of them (text or token ids); one Completion per prompt, in order."""
+        params = self._params(params)
+        return [
+            _generate(_Session(self), ids, params, tokenizer=self._tokenizer_if_any(), eos_token_ids=self.eos_token_ids)
+            for ids in self._prompt_ids(prompts)
+        ]
+
+    def stream(self, prompt: str | Sequence[int], params: SamplingParams | None = None) -> Iterator[StreamChunk]:
+        """Complete one prompt, yielding text deltas as they are decided (never a split UTF-8 character)."""
+        params = self._params(params)
+        (ids,) = self._prompt_ids(prompt, single=True)
+        yield from _stream_tokens(_Session(self), ids, params, tokenizer=self._tokenizer_if_any(),
+                                  eos_token_ids=self.eos_token_ids)
+
+    def chat(self, messages: Sequence[dict], params: SamplingParams | None = None) -> Completion:
+        """Answer an OpenAI-style conversation ([{"role": ..., "content": ...}, ...]) through the model's chat template."""
+        params = self._params(params)
+        ids = self.tokenizer.encode_chat(list(messages), add_generation_prompt=True)
+        return _generate(_Session(self), ids, params, tokenizer=self.tokenizer, eos_token_ids=self.eos_token_ids)
+
+    def stream_chat(self, messages: Sequence[dict], params: SamplingParams | None = None) -> Iterator[StreamChunk]:
+        """Like chat(), yielding text deltas."""
+        params = self._params(params)
+        ids = self.tokenizer.encode_chat(list(messages), add_generation_prompt=True)
+        yield from _stream_tokens(_Session(self), ids, params, tokenizer=self.tokenizer, eos_token_ids=self.eos_token_ids)
+
+    @property
     def threads(self) -> int:
         """Number of threads the engine computes with."""
         return self._live().threads
@@ -176,6 +308,7 @@ class LLM:
         if self._checkpoint is not None:
             self._checkpoint.close()
             self._checkpoint = None
+        self._tokenizer = None
 
     def __enter__(self) -> "LLM":
         return self
@@ -203,6 +336,40 @@ class LLM:
     def _decode(self, token_id: int) -> np.ndarray:
         """Append one token to the current sequence; return its logits [vocab]."""
         return self._finite(self._live().forward(_token_array([token_id]), "last"))
+
+    def _params(self, params: Any) -> SamplingParams:
+        self._live()
+        if params is None:
+            return SamplingParams()
+        if not isinstance(params, SamplingParams):
+            raise InvalidArgumentError(f"params must be slmcore.SamplingParams, got {type(params).__name__}")
+        return params
+
+    def _tokenizer_if_any(self) -> Tokenizer | None:
+        return self.tokenizer if has_tokenizer_files(self.path) else None
+
+    def _prompt_ids(self, prompts: Any, single: bool = False) -> list[list[int]]:
+        """Normalise str | list[str] | list[int] | list[list[int]] to a list of token id lists."""
+        if isinstance(prompts, str):
+            return [self.tokenizer.encode(prompts)]
+        if isinstance(prompts, np.ndarray) and prompts.ndim == 1:
+            return [_token_array(prompts).tolist()]
+        if not isinstance(prompts, Sequence) or isinstance(prompts, bytes) or len(prompts) == 0:
+            raise InvalidArgumentError("prompts must be a str, a list of str, a list of token ids or a list of those")
+        if all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in prompts):
+            return [_token_array(prompts).tolist()]
+        if single:
+            raise InvalidArgumentError("stream() takes one prompt: a str or a list of token ids")
+        out = []
+        for p in prompts:
+            if isinstance(p, str):
+                out.append(self.tokenizer.encode(p))
+            else:
+                out.append(_token_array(p).tolist())
+        return out
+
+    def _weight_bytes_per_token(self) -> int:
+        return self._bytes_per_token
 
     def _live(self) -> Any:
         if self._engine is None:

@@ -1,0 +1,7 @@
+"""`python -m slmcore` is the `slmcore` command."""
+
+import sys
+
+from slmcore.cli import main
+
+sys.exit(main())
