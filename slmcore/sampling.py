@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -85,7 +85,9 @@ class SamplingParams:
             )
         self.top_k = int(self.top_k)
         if not _is_int(self.max_tokens) or self.max_tokens < 1:
-            raise InvalidArgumentError(f"SamplingParams.max_tokens={self.max_tokens!r} is invalid: must be an integer >= 1")
+            raise InvalidArgumentError(
+                f"SamplingParams.max_tokens={self.max_tokens!r} is invalid: must be an integer >= 1"
+            )
         self.max_tokens = int(self.max_tokens)
         if self.seed is not None:
             if not _is_int(self.seed) or self.seed < 0:
@@ -101,7 +103,9 @@ class SamplingParams:
                 )
             self.logprobs = int(self.logprobs)
         if not isinstance(self.ignore_eos, (bool, np.bool_)):
-            raise InvalidArgumentError(f"SamplingParams.ignore_eos={self.ignore_eos!r} is invalid: must be True or False")
+            raise InvalidArgumentError(
+                f"SamplingParams.ignore_eos={self.ignore_eos!r} is invalid: must be True or False"
+            )
         self.ignore_eos = bool(self.ignore_eos)
         self.stop = _stop_strings(self.stop)
         self.stop_token_ids = _stop_token_ids(self.stop_token_ids)
@@ -126,7 +130,9 @@ def _stop_strings(stop: Any) -> list[str]:
         return []
     items = [stop] if isinstance(stop, str) else stop
     if not isinstance(items, (list, tuple)):
-        raise InvalidArgumentError(f"SamplingParams.stop={stop!r} is invalid: must be None, a string or a list of strings")
+        raise InvalidArgumentError(
+            f"SamplingParams.stop={stop!r} is invalid: must be None, a string or a list of strings"
+        )
     for s in items:
         if not isinstance(s, str) or not s:
             raise InvalidArgumentError(f"SamplingParams.stop contains {s!r}: every stop string must be a non-empty str")
@@ -137,7 +143,9 @@ def _stop_token_ids(ids: Any) -> list[int]:
     if ids is None:
         return []
     if isinstance(ids, (str, bytes)) or not isinstance(ids, (list, tuple, np.ndarray)):
-        raise InvalidArgumentError(f"SamplingParams.stop_token_ids={ids!r} is invalid: must be None or a list of token ids")
+        raise InvalidArgumentError(
+            f"SamplingParams.stop_token_ids={ids!r} is invalid: must be None or a list of token ids"
+        )
     for t in ids:
         if not _is_int(t) or t < 0:
             raise InvalidArgumentError(f"SamplingParams.stop_token_ids contains {t!r}: token ids are integers >= 0")
