@@ -266,7 +266,16 @@ class _BoundedSandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         _current_budget().check_time()
+        if isinstance(obj, str) and attribute in ("format", "format_map") and _HUGE_FORMAT_FIELD.search(obj):
+            raise ChatTemplateError("the chat template used a format width of a million characters or more")
         return super().getattr(obj, attribute)
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+        # jinja2 returns an Undefined that only fails when used; a template reaching for internals is hostile,
+        # so fail at once (transformers renders such an access as an empty string).
+        raise jinja2.exceptions.SecurityError(
+            f"access to attribute {attribute!r} of a {type(obj).__name__!r} object is not allowed"
+        )
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         _current_budget().check_time()
