@@ -133,7 +133,10 @@ CONVERSATIONS = {
 GEMMA_ONLY = {
     "content_parts": [
         {"role": "system", "content": [{"type": "text", "text": "Be kind."}]},
-        {"role": "user", "content": [{"type": "text", "text": "  Describe  "}, {"type": "image"}, {"type": "text", "text": "this"}]},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "  Describe  "}, {"type": "image"}, {"type": "text", "text": "this"}],
+        },
     ],
 }
 
@@ -209,10 +212,7 @@ def _assert_same(hf, ours, messages, add_generation_prompt, **kwargs):
 @pytest.mark.parametrize("name", ["smollm2", "gemma3", "tools", "whitespace"])
 def test_matches_transformers(name, conversation, add_generation_prompt, loaded):
     hf, ours = loaded(name)
-    messages = CONVERSATIONS[conversation]
-    if name == "gemma3" and messages[0]["role"] == "system" and len(messages) > 2 and messages[2]["role"] != "assistant":
-        pytest.skip("not an alternating conversation")
-    _assert_same(hf, ours, messages, add_generation_prompt)
+    _assert_same(hf, ours, CONVERSATIONS[conversation], add_generation_prompt)
 
 
 @pytest.mark.parametrize("add_generation_prompt", [True, False])
@@ -229,7 +229,7 @@ def test_llama2_template(conversation, loaded):
 
 
 def test_no_double_bos(loaded):
-    """The template writes BOS; encode_chat must not add another (transformers tokenizes with add_special_tokens=False)."""
+    """The template writes BOS; encode_chat adds no second one (transformers uses add_special_tokens=False)."""
     for name in ("gemma3", "llama2"):
         hf, ours = loaded(name)
         messages = CONVERSATIONS["user_only"]
@@ -391,6 +391,8 @@ def test_content_none_and_tool_calls_pass_through(loaded):
 # --- hostile templates ------------------------------------------------------------------------------
 
 USER = [{"role": "user", "content": "hi"}]
+# A string that doubles 64 times (2**64 characters if nothing stops it).
+_DOUBLING = "{{% set ns = namespace(s='x') %}}{{% for i in range(64) %}}{{% set ns.s = ns.s {op} ns.s %}}{{% endfor %}}"
 
 
 @pytest.mark.parametrize(
@@ -426,8 +428,8 @@ def test_sandbox_escapes_fail(template):
         ("{{ 'x' * 10**9 }}", "more than"),
         ("{{ ['x'] * 10**9 }}", "more than"),
         ("{{ 'x' * 1000 * 1000 * 1000 }}", "more than"),
-        ("{% set ns = namespace(s='xx') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", "more than"),
-        ("{% set ns = namespace(s='xx') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}", "more than"),
+        (_DOUBLING.format(op="~"), "more than"),
+        (_DOUBLING.format(op="+"), "more than"),
         ("{% set ns = namespace(n=7) %}{% for i in range(64) %}{% set ns.n = ns.n * ns.n %}{% endfor %}", "integer"),
         ("{{ 10 ** (10 ** 9) }}", "integer"),
         ("{{ 'x' | center(10**9) }}", "more than"),

@@ -12,7 +12,12 @@ from transformers import AutoTokenizer
 
 import tokenizer_fixtures as fixtures
 from slmcore.errors import InvalidArgumentError, InvalidTokenError, TokenizerFileError
-from slmcore.tokenizer import MODEL_TYPE_TOKENIZER_CLASS, MODEL_TYPES_WITH_WRONG_HUB_CLASS, Tokenizer, has_tokenizer_files
+from slmcore.tokenizer import (
+    MODEL_TYPE_TOKENIZER_CLASS,
+    MODEL_TYPES_WITH_WRONG_HUB_CLASS,
+    Tokenizer,
+    has_tokenizer_files,
+)
 
 # name -> (builder, the class AutoTokenizer picks). Variants cover the branches of transformers' loading.
 VARIANTS = {
@@ -20,12 +25,26 @@ VARIANTS = {
     "smollm2": (fixtures.smollm2_like, "GPT2Tokenizer"),
     "llama3": (fixtures.llama3_like, "TokenizersBackend"),
     "qwen2": (fixtures.qwen2_like, "Qwen2Tokenizer"),
+    "smollm2_split_special_tokens": (lambda p: fixtures.smollm2_like(p, split_special_tokens=True), "GPT2Tokenizer"),
+    # Declares LlamaTokenizer but ships a byte-level tokenizer.json: transformers uses the file as saved.
+    "llama3_declared_llama": (
+        lambda p: fixtures.llama3_like(p, tokenizer_class="LlamaTokenizerFast"),
+        "TokenizersBackend",
+    ),
+    # qwen2's registered class wins over a wrong hub class.
+    "qwen2_declared_fast": (
+        lambda p: fixtures.qwen2_like(p, tokenizer_class="PreTrainedTokenizerFast"),
+        "Qwen2Tokenizer",
+    ),
+    "gpt_neox": (fixtures.gpt_neox_like, "GPTNeoXTokenizer"),
     # (b) SentencePiece-style BPE in tokenizer.json
     "tinyllama": (fixtures.llama2_like, "LlamaTokenizer"),
     "llama2_legacy": (lambda p: fixtures.llama2_like(p, legacy=True), "LlamaTokenizer"),
     "llama2_no_legacy_key": (lambda p: fixtures.llama2_like(p, legacy=fixtures.DROP), "LlamaTokenizer"),
     "llama2_no_prefix_space": (lambda p: fixtures.llama2_like(p, add_prefix_space=False), "LlamaTokenizer"),
     "mistral": (lambda p: fixtures.llama2_like(p, legacy=True, model_type="mistral"), "TokenizersBackend"),
+    "phi3": (lambda p: fixtures.llama2_like(p, model_type="phi3"), "TokenizersBackend"),
+    "no_config_json": (lambda p: fixtures.llama2_like(p, model_type=None), "LlamaTokenizer"),
     # (c) Gemma
     "gemma": (fixtures.gemma_like, "GemmaTokenizer"),
     # (d) tokenizer.model only
@@ -33,7 +52,10 @@ VARIANTS = {
     "spm_llama_no_bos_flag": (lambda p: fixtures.sentencepiece_only(p, add_bos_token=fixtures.DROP), "LlamaTokenizer"),
     "spm_llama_legacy": (lambda p: fixtures.sentencepiece_only(p, legacy=True), "LlamaTokenizer"),
     "spm_gemma": (lambda p: fixtures.sentencepiece_only(p, tokenizer_class="GemmaTokenizer"), "GemmaTokenizer"),
-    "spm_generic_bpe": (lambda p: fixtures.sentencepiece_only(p, tokenizer_class=None, model_type="llama"), "TokenizersBackend"),
+    "spm_generic_bpe": (
+        lambda p: fixtures.sentencepiece_only(p, tokenizer_class=None, model_type="llama"),
+        "TokenizersBackend",
+    ),
     "spm_generic_unigram": (
         lambda p: fixtures.sentencepiece_only(
             p, tokenizer_class=None, model_type="llama", spm_model_type="unigram", clean_up_tokenization_spaces=True
@@ -159,7 +181,8 @@ def loaded(tokenizer_dirs: dict[str, Path]):
 
     def get(name: str):
         if name not in cache:
-            cache[name] = (AutoTokenizer.from_pretrained(tokenizer_dirs[name]), Tokenizer.from_dir(tokenizer_dirs[name]))
+            directory = tokenizer_dirs[name]
+            cache[name] = (AutoTokenizer.from_pretrained(directory), Tokenizer.from_dir(directory))
         return cache[name]
 
     return get
@@ -337,7 +360,8 @@ def test_corrupt_tokenizer_config(tokenizer_dirs, tmp_path):
         Tokenizer.from_dir(broken)
     config = json.loads((tokenizer_dirs["smollm2"] / "tokenizer_config.json").read_text())
     config["bos_token"] = 42
-    bad_token = _corrupt_copy(tokenizer_dirs["smollm2"], tmp_path / "bad_token", "tokenizer_config.json", json.dumps(config).encode())
+    content = json.dumps(config).encode()
+    bad_token = _corrupt_copy(tokenizer_dirs["smollm2"], tmp_path / "bad_token", "tokenizer_config.json", content)
     with pytest.raises(TokenizerFileError, match="bos_token"):
         Tokenizer.from_dir(bad_token)
 

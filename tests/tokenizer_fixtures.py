@@ -16,10 +16,14 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalize
 
 # Llama 3's split regex (GPT-4 style: numbers in groups of up to three).
 LLAMA3_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 # Qwen2's split regex (single digits).
-QWEN2_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 DROP = object()  # a config override that removes the key
 
@@ -55,7 +59,8 @@ def corpus(n_lines: int = 600, seed: int = 0) -> list[str]:
     for i in range(n_lines):
         kind = i % 4
         if kind == 0:
-            lines.append(" ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 14))) + rng.choice([".", "?", "!", ""]))
+            words = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 14)))
+            lines.append(words + rng.choice([".", "?", "!", ""]))
         elif kind == 1:
             lines.append(rng.choice(_CODE))
         elif kind == 2:
@@ -81,7 +86,7 @@ def _byte_level_bpe(pre_tokenizer, normalizer=None, special_tokens=(), vocab_siz
 
 
 def _save(tokenizer: Tokenizer, path: Path, config_overrides: dict, model_type: str | None, **special) -> Path:
-    """Save through transformers (TokenizersBackend), then rewrite tokenizer_config.json fields as a hub repo has them."""
+    """Save through transformers, then rewrite tokenizer_config.json fields as a hub repository has them."""
     from transformers import PreTrainedTokenizerFast
 
     path.mkdir(parents=True, exist_ok=True)
@@ -100,7 +105,7 @@ def _save(tokenizer: Tokenizer, path: Path, config_overrides: dict, model_type: 
     return path
 
 
-def smollm2_like(path: Path) -> Path:
+def smollm2_like(path: Path, **extra_config) -> Path:
     """Byte-level BPE as SmolLM2 ships it: Digits + ByteLevel, GPT2Tokenizer class, ChatML tokens, no BOS added."""
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<repo_name>", "<file_sep>"]
     tokenizer = _byte_level_bpe(
@@ -113,7 +118,7 @@ def smollm2_like(path: Path) -> Path:
     return _save(
         tokenizer,
         path,
-        {"tokenizer_class": "GPT2Tokenizer", "add_prefix_space": False, "model_max_length": 8192},
+        {"tokenizer_class": "GPT2Tokenizer", "add_prefix_space": False, "model_max_length": 8192, **extra_config},
         "llama",
         bos_token="<|im_start|>",
         eos_token="<|im_end|>",
@@ -123,7 +128,7 @@ def smollm2_like(path: Path) -> Path:
     )
 
 
-def llama3_like(path: Path) -> Path:
+def llama3_like(path: Path, **extra_config) -> Path:
     """Byte-level BPE as Llama 3 ships it: split regex + ByteLevel(use_regex=False), BOS by TemplateProcessing."""
     specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
     tokenizer = _byte_level_bpe(
@@ -152,14 +157,14 @@ def llama3_like(path: Path) -> Path:
     return _save(
         tokenizer,
         path,
-        {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": True},
+        {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": True, **extra_config},
         "llama",
         bos_token="<|begin_of_text|>",
         eos_token="<|eot_id|>",
     )
 
 
-def qwen2_like(path: Path) -> Path:
+def qwen2_like(path: Path, **extra_config) -> Path:
     """Byte-level BPE as Qwen2.5 ships it: NFC, split regex, ByteLevel, Qwen2Tokenizer class, no BOS token."""
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     tokenizer = _byte_level_bpe(
@@ -176,15 +181,37 @@ def qwen2_like(path: Path) -> Path:
     tokenizer.add_tokens([AddedToken("<think>", special=False, normalized=False)])
     tokenizer.add_tokens([AddedToken("</think>", special=False, normalized=False)])
     tokenizer.add_tokens([AddedToken("<tool_call>", special=False, normalized=True)])
+    # Qwen2Tokenizer re-adds its special tokens as plain special tokens, dropping these flags.
+    tokenizer.add_special_tokens([AddedToken("<|im_end|>", special=True, lstrip=True, rstrip=True, normalized=False)])
     return _save(
         tokenizer,
         path,
-        {"tokenizer_class": "Qwen2Tokenizer", "bos_token": None, "errors": "replace"},
+        {"tokenizer_class": "Qwen2Tokenizer", "bos_token": None, "errors": "replace", **extra_config},
         "qwen2",
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         unk_token=None,
         additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+    )
+
+
+def gpt_neox_like(path: Path) -> Path:
+    """Byte-level BPE with GPTNeoXTokenizer (Pythia, RWKV): its class re-derives the post-processor (no BOS)."""
+    tokenizer = _byte_level_bpe(
+        pre_tokenizers.ByteLevel(add_prefix_space=False), special_tokens=["<|endoftext|>", "<|padding|>"]
+    )
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|endoftext|> $A", pair="<|endoftext|> $A $B", special_tokens=[("<|endoftext|>", 0)]
+    )
+    return _save(
+        tokenizer,
+        path,
+        {"tokenizer_class": "GPTNeoXTokenizer", "add_bos_token": True},
+        "gpt_neox",
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|padding|>",
     )
 
 
@@ -206,7 +233,7 @@ def _metaspace_bpe_vocab(first_tokens: list[str], vocab_size: int, pieces_pre_to
 
 
 def llama2_like(path: Path, legacy=False, model_type: str | None = "llama", add_prefix_space=DROP) -> Path:
-    """SentencePiece-style BPE as TinyLlama/Llama 2/Mistral ship it in tokenizer.json: ▁ prepend, byte fallback, BOS."""
+    """SentencePiece-style BPE as TinyLlama/Llama 2/Mistral ship it: ▁ prepend, byte fallback, BOS added."""
     vocab, merges = _metaspace_bpe_vocab(
         ["<unk>", "<s>", "</s>"], 800, pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     )
@@ -251,7 +278,8 @@ def gemma_like(path: Path) -> Path:
     # Gemma's vocabulary carries whitespace-run tokens as added (non-special) tokens.
     tokenizer.add_tokens([AddedToken("\n\n", special=False, normalized=False), AddedToken("▁▁", special=False)])
     # Gemma 3 names its image tokens in tokenizer_config.json (boi_token, image_token, ...).
-    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in ("<start_of_image>", "<image_soft_token>")])
+    image_tokens = ("<start_of_image>", "<image_soft_token>")
+    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in image_tokens])
     return _save(
         tokenizer,
         path,
@@ -277,7 +305,7 @@ def _spm_sentences() -> Iterator[str]:
 
 
 def sentencepiece_model(path: Path, model_type: str = "bpe", vocab_size: int = 500) -> Path:
-    """Train a Llama-style SentencePiece model (byte fallback, digits split, no normalization) into path/tokenizer.model."""
+    """Train a Llama-style SentencePiece model (byte fallback, split digits, no normalization) as tokenizer.model."""
     import io
 
     import sentencepiece as spm
@@ -327,7 +355,9 @@ def sentencepiece_only(
         "legacy": legacy,
         "clean_up_tokenization_spaces": clean_up_tokenization_spaces,
     }
-    config = {key: value for key, value in config.items() if value is not DROP and not (key == "tokenizer_class" and value is None)}
+    if tokenizer_class is None:
+        del config["tokenizer_class"]
+    config = {key: value for key, value in config.items() if value is not DROP}
     (path / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     if model_type is not None:
         (path / "config.json").write_text(json.dumps({"model_type": model_type}), encoding="utf-8")
@@ -344,7 +374,8 @@ def with_special_tokens_map(path: Path, source: Path) -> Path:
     special = {}
     for key in ("bos_token", "eos_token", "unk_token", "pad_token"):
         if isinstance(config.get(key), str):
-            special[key] = {"content": config.pop(key), "lstrip": False, "normalized": False, "rstrip": False, "single_word": False}
+            flags = {"lstrip": False, "normalized": False, "rstrip": False, "single_word": False}
+            special[key] = {"content": config.pop(key), **flags}
     (path / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     (path / "special_tokens_map.json").write_text(json.dumps(special, indent=2), encoding="utf-8")
     return path
