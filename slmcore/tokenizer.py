@@ -288,10 +288,9 @@ def _init_kwargs(directory: Path, tokenizer_config: dict, tokenizer_json: dict |
     for key in list(kwargs):
         if key.endswith("_token"):
             kwargs[key] = _token_value(kwargs[key], f"{where}: {key}", named=key in NAMED_SPECIAL_TOKENS)
-    if isinstance(kwargs.get("extra_special_tokens"), list):
-        kwargs["extra_special_tokens"] = [
-            _token_value(t, f"{where}: extra_special_tokens") for t in kwargs["extra_special_tokens"]
-        ]
+    for key in ("extra_special_tokens", "additional_special_tokens"):
+        if isinstance(kwargs.get(key), list):
+            kwargs[key] = [_token_value(token, f"{where}: {key}") for token in kwargs[key]]
     for key in NAMED_SPECIAL_TOKENS:
         if kwargs.get(key) is not None and added_by_content:
             kwargs[key] = added_by_content.get(str(kwargs[key]), kwargs[key])
@@ -612,6 +611,9 @@ class _SpecialTokens:
                 if isinstance(value, dict):
                     self._add_model_specific(value)
                 elif isinstance(value, (list, tuple)):
+                    for token in value:
+                        if not isinstance(token, (str, AddedToken)):
+                            raise TokenizerFileError(f"extra special tokens must be strings, got {token!r}")
                     self.extra = list(value)
                 elif value is not None:
                     raise TokenizerFileError("extra_special_tokens must be a list or an object of named tokens")
