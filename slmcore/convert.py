@@ -313,7 +313,9 @@ class _GGUFModel:
         if kind in (None, "none") or factor in (None, 1.0) and kind == "linear":
             return None
         if factor is None:
-            raise ModelFormatError(f"{self.source}: rope scaling {kind!r} without {self.architecture}.rope.scaling.factor")
+            raise ModelFormatError(
+                f"{self.source}: rope scaling {kind!r} without {self.architecture}.rope.scaling.factor"
+            )
         if kind == "linear":
             return {"rope_type": "linear", "factor": factor}
         if kind == "yarn":

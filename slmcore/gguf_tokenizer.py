@@ -95,6 +95,12 @@ def write_tokenizer_files(metadata: dict[str, Any], architecture: str, out_dir: 
     if tokenizer_model == "gpt2":
         tokenizer = _byte_level_bpe(vocab, metadata.get("tokenizer.ggml.pre"), source)
         add_bos_default = False
+        if architecture == "qwen2":
+            # transformers loads a qwen2 directory's tokenizer.json with its Qwen2Tokenizer pipeline,
+            # which NFC-normalizes (as Qwen2's own tokenizer.json does); say so in the file too, so
+            # that every reader of the directory tokenizes alike. transformers' GGUF loader does not
+            # normalize: it differs from this on text that is not in NFC form.
+            tokenizer.normalizer = normalizers.NFC()
     elif tokenizer_model == "llama":
         gemma = architecture in GEMMA_ARCHITECTURES
         tokenizer = _sentencepiece_bpe(vocab, gemma, source)
@@ -131,7 +137,9 @@ def write_tokenizer_files(metadata: dict[str, Any], architecture: str, out_dir: 
 class _Vocabulary:
     """tokenizer.ggml.tokens / scores / token_type, checked for consistent lengths and types."""
 
-    def __init__(self, tokens: list[str], scores: list[float] | None, types: list[int] | None, merges: list[str] | None):
+    def __init__(
+        self, tokens: list[str], scores: list[float] | None, types: list[int] | None, merges: list[str] | None
+    ) -> None:
         self.tokens = tokens
         self.scores = scores
         self.types = types if types is not None else [NORMAL] * len(tokens)
@@ -253,7 +261,9 @@ def _ranking_scores(vocab: _Vocabulary, source: str) -> list[float]:
 def _split_merge(merge: str, source: str) -> tuple[str, str]:
     parts = merge.split(" ")
     if len(parts) != 2 or not all(parts):
-        raise TokenizerFileError(f"{source}: tokenizer.ggml.merges entry {merge!r} is not two tokens separated by a space")
+        raise TokenizerFileError(
+            f"{source}: tokenizer.ggml.merges entry {merge!r} is not two tokens separated by a space"
+        )
     return parts[0], parts[1]
 
 
@@ -348,7 +358,8 @@ def _write_sentencepiece_model(vocab: _Vocabulary, metadata: dict[str, Any], pat
     trainer.byte_fallback = BYTE in vocab.types
     for field_name, key in (("unk_id", "unknown"), ("bos_id", "bos"), ("eos_id", "eos"), ("pad_id", "padding")):
         token_id = metadata.get(f"tokenizer.ggml.{key}_token_id")
-        setattr(trainer, field_name, token_id if isinstance(token_id, int) and 0 <= token_id < len(vocab.tokens) else -1)
+        valid = isinstance(token_id, int) and 0 <= token_id < len(vocab.tokens)
+        setattr(trainer, field_name, token_id if valid else -1)
     normalizer = model.normalizer_spec
     normalizer.name = "identity"
     normalizer.add_dummy_prefix = bool(metadata.get("tokenizer.ggml.add_space_prefix", True))

@@ -458,7 +458,8 @@ def write_safetensors(
             for (name, data, dtype, shape), np_dtype in zip(tensors, entries):
                 array = data() if callable(data) else data
                 shape = tuple(shape)
-                if not isinstance(array, np.ndarray) or array.dtype.newbyteorder("<") != np_dtype or array.shape != shape:
+                wrong = not isinstance(array, np.ndarray) or array.dtype.newbyteorder("<") != np_dtype
+                if wrong or array.shape != shape:
                     got = f"{getattr(array, 'dtype', type(array).__name__)} {getattr(array, 'shape', '')}"
                     raise InvalidArgumentError(
                         f"tensor {name!r}: expected a {np_dtype} array of shape {shape} for {dtype}, got {got}"
