@@ -19,8 +19,9 @@ convert_hf_to_gguf.py:
   rounds to nearest even). Norm weights and biases stay float32.
 
 Untrusted input: the header is checked by slmcore.gguf_header before the `gguf` package reads
-the file, every tensor's shape is checked against the config before anything is written, and the
-result appears under out_dir only when complete (it is built in a temporary directory beside it).
+the file; every tensor's shape is checked against the config, and the tokenizer is built, before
+anything is written; the result appears under out_dir only when complete (it is built in a
+temporary directory beside it).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from tqdm.auto import tqdm
 
 from slmcore.errors import ConfigError, InvalidArgumentError, ModelFormatError
 from slmcore.gguf_header import GGUFHeader, GGUFTensorInfo, read_gguf_header
-from slmcore.gguf_tokenizer import write_tokenizer_files
+from slmcore.gguf_tokenizer import tokenizer_files
 from slmcore.loader import WEIGHT_DTYPES, convert, write_safetensors
 
 Q = GGMLQuantizationType
@@ -118,6 +119,7 @@ def convert_gguf(
     model = _GGUFModel(header)
     config = model.hf_config(dtype)
     plan = model.tensor_plan(dtype)
+    tokenizer = tokenizer_files(header.metadata, model.architecture, str(gguf_path))
     reader = _open_reader(header)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +134,8 @@ def convert_gguf(
             )
         _write_json(staging / "config.json", config)
         _write_json(staging / "generation_config.json", model.generation_config())
-        write_tokenizer_files(header.metadata, model.architecture, staging, str(gguf_path))
+        for name, content in tokenizer.items():
+            (staging / name).write_bytes(content)
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above): rename cannot replace it on every platform
         os.rename(staging, out_dir)

@@ -85,40 +85,48 @@ def byte_alphabet() -> dict[int, str]:
     return alphabet
 
 
-def write_tokenizer_files(metadata: dict[str, Any], architecture: str, out_dir: Path, source: str) -> bool:
-    """Write the tokenizer files the GGUF metadata describes into out_dir; False if it describes none."""
+def tokenizer_files(metadata: dict[str, Any], architecture: str, source: str) -> dict[str, bytes]:
+    """The tokenizer files the GGUF metadata describes, {file name: content}; {} if it describes none.
+
+    Everything is built and checked here, before anything is written; a malformed vocabulary
+    raises TokenizerFileError.
+    """
     tokenizer_model = metadata.get("tokenizer.ggml.model")
     if tokenizer_model is None:
         logger.warning("%s: no tokenizer in the file (tokenizer.ggml.model is absent); none written", source)
-        return False
-    vocab = _Vocabulary.from_metadata(metadata, source)
-    if tokenizer_model == "gpt2":
-        tokenizer = _byte_level_bpe(vocab, metadata.get("tokenizer.ggml.pre"), source)
-        add_bos_default = False
-        if architecture == "qwen2":
-            # transformers loads a qwen2 directory's tokenizer.json with its Qwen2Tokenizer pipeline,
-            # which NFC-normalizes (as Qwen2's own tokenizer.json does); say so in the file too, so
-            # that every reader of the directory tokenizes alike. transformers' GGUF loader does not
-            # normalize: it differs from this on text that is not in NFC form.
-            tokenizer.normalizer = normalizers.NFC()
-    elif tokenizer_model == "llama":
-        gemma = architecture in GEMMA_ARCHITECTURES
-        tokenizer = _sentencepiece_bpe(vocab, gemma, source)
-        add_bos_default = True  # llama.cpp adds BOS to a SentencePiece vocabulary that does not say otherwise
-        _write_sentencepiece_model(vocab, metadata, out_dir / "tokenizer.model", source)
-    else:
+        return {}
+    if tokenizer_model not in ("gpt2", "llama"):
         logger.warning(
             "%s: tokenizer.ggml.model %r is not supported (supported: gpt2, llama); no tokenizer written",
             source, tokenizer_model,
         )  # fmt: skip
-        return False
-
-    special = _special_tokens(vocab, metadata, architecture)
-    add_bos = bool(metadata.get("tokenizer.ggml.add_bos_token", add_bos_default)) and "bos_token" in special
-    add_eos = bool(metadata.get("tokenizer.ggml.add_eos_token", False)) and "eos_token" in special
-    _add_tokens(tokenizer, vocab, special, byte_level=tokenizer_model == "gpt2")
-    tokenizer.post_processor = _post_processor(tokenizer, special, add_bos, add_eos)
-    tokenizer.save(str(out_dir / "tokenizer.json"))
+        return {}
+    vocab = _Vocabulary.from_metadata(metadata, source)
+    files: dict[str, bytes] = {}
+    try:
+        if tokenizer_model == "gpt2":
+            tokenizer = _byte_level_bpe(vocab, metadata.get("tokenizer.ggml.pre"), source)
+            add_bos_default = False
+            if architecture == "qwen2":
+                # transformers loads a qwen2 directory's tokenizer.json with its Qwen2Tokenizer pipeline,
+                # which NFC-normalizes (as Qwen2's own tokenizer.json does); say so in the file too, so
+                # that every reader of the directory tokenizes alike. transformers' GGUF loader does not
+                # normalize: it differs from this on text that is not in NFC form.
+                tokenizer.normalizer = normalizers.NFC()
+        else:
+            tokenizer = _sentencepiece_bpe(vocab, architecture in GEMMA_ARCHITECTURES, source)
+            add_bos_default = True  # llama.cpp adds BOS to a SentencePiece vocabulary that does not say otherwise
+            files["tokenizer.model"] = _sentencepiece_model(vocab, metadata, source)
+        special = _special_tokens(vocab, metadata, architecture)
+        add_bos = bool(metadata.get("tokenizer.ggml.add_bos_token", add_bos_default)) and "bos_token" in special
+        add_eos = bool(metadata.get("tokenizer.ggml.add_eos_token", False)) and "eos_token" in special
+        _add_tokens(tokenizer, vocab, special, byte_level=tokenizer_model == "gpt2")
+        tokenizer.post_processor = _post_processor(tokenizer, special, add_bos, add_eos)
+        files["tokenizer.json"] = tokenizer.to_str(pretty=True).encode("utf-8")
+    except TokenizerFileError:
+        raise
+    except Exception as e:  # the tokenizers library raises plain Exceptions for inconsistent vocabularies
+        raise TokenizerFileError(f"{source}: cannot build a tokenizer from the file's vocabulary: {e}") from e
 
     config: dict[str, Any] = {
         "tokenizer_class": TOKENIZER_CLASS,
@@ -129,9 +137,17 @@ def write_tokenizer_files(metadata: dict[str, Any], architecture: str, out_dir: 
     }
     if isinstance(metadata.get("tokenizer.chat_template"), str):
         config["chat_template"] = metadata["tokenizer.chat_template"]
-    _write_json(out_dir / "tokenizer_config.json", config)
-    _write_json(out_dir / "special_tokens_map.json", special)
-    return True
+    files["tokenizer_config.json"] = _json_bytes(config)
+    files["special_tokens_map.json"] = _json_bytes(special)
+    return files
+
+
+def write_tokenizer_files(metadata: dict[str, Any], architecture: str, out_dir: Path, source: str) -> bool:
+    """Write the tokenizer files the GGUF metadata describes into out_dir; False if it describes none."""
+    files = tokenizer_files(metadata, architecture, source)
+    for name, content in files.items():
+        (out_dir / name).write_bytes(content)
+    return bool(files)
 
 
 class _Vocabulary:
@@ -335,7 +351,7 @@ def _post_processor(tokenizer: Tokenizer, special: dict[str, str], add_bos: bool
 # --- tokenizer.model --------------------------------------------------------------------------------
 
 
-def _write_sentencepiece_model(vocab: _Vocabulary, metadata: dict[str, Any], path: Path, source: str) -> None:
+def _sentencepiece_model(vocab: _Vocabulary, metadata: dict[str, Any], source: str) -> bytes:
     """A SentencePiece model proto with the file's pieces, scores and types (spaces spelled "▁")."""
     from sentencepiece import sentencepiece_model_pb2 as spm  # protobuf: imported only when needed
 
@@ -366,11 +382,11 @@ def _write_sentencepiece_model(vocab: _Vocabulary, metadata: dict[str, Any], pat
     normalizer.remove_extra_whitespaces = False
     normalizer.escape_whitespaces = True
     try:
-        path.write_bytes(model.SerializeToString())
+        return model.SerializeToString()
     except Exception as e:  # protobuf raises its own EncodeError for invalid strings
         raise TokenizerFileError(f"{source}: cannot build tokenizer.model: {e}") from e
 
 
-def _write_json(path: Path, content: Any) -> None:
-    path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+def _json_bytes(content: Any) -> bytes:
+    return (json.dumps(content, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 

@@ -430,7 +430,7 @@ def test_interrupted_conversion_leaves_nothing(converted, tmp_path, monkeypatch)
     def interrupt(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(convert_module, "write_tokenizer_files", interrupt)
+    monkeypatch.setattr(convert_module, "_write_json", interrupt)  # after model.safetensors is written
     with pytest.raises(KeyboardInterrupt):
         convert_gguf(c.gguf_path, tmp_path / "out", progress=False)
     assert list(tmp_path.iterdir()) == []  # neither out nor the staging directory
@@ -619,3 +619,23 @@ def test_missing_hyperparameter_is_named(tmp_path):
     path = tmp_path / "sparse.gguf"
     path.write_bytes(content)
     expect_refused(path, tmp_path / "out", "llama.embedding_length")
+
+
+def test_malformed_vocabulary_is_refused_before_anything_is_written(tmp_path, vocabularies):
+    from slmcore.errors import TokenizerFileError
+
+    model = tiny_model("llama", 300)
+    bpe = vocabularies["bpe"][0]
+    cases = [
+        (lambda w: w.add_token_merges(["Ġ Ġ", "zz qq"]), ["cannot build a tokenizer", "zz"]),
+        (lambda w: w.add_token_merges(["Ġ Ġ", "nospace"]), ["'nospace'", "two tokens"]),
+        (lambda w: w.add_token_types([1, 1, 1]), ["token_type has 3 entries", "300"]),
+        (lambda w: w.add_array("tokenizer.ggml.tokens", list(range(300))), ["tokenizer.ggml.tokens", "str"]),
+        (lambda w: w.add_tokenizer_model("llama"), ["scores"]),  # SentencePiece needs scores to rank merges
+    ]
+    for index, (corrupt, words) in enumerate(cases):
+        path, _ = write_gguf(tmp_path / f"bad{index}.gguf", model, bpe, extra_metadata=corrupt)
+        with pytest.raises(TokenizerFileError) as e:
+            convert_gguf(path, tmp_path / "out", progress=False)
+        assert all(word in str(e.value) for word in [str(path), *words]), str(e.value)
+        assert list(tmp_path.glob("*out*")) == []
