@@ -188,7 +188,7 @@ class _GGUFModel:
         self.header = header
         self.source = str(header.path)
         arch = header.metadata.get("general.architecture")
-        if arch not in SUPPORTED_ARCHITECTURES:
+        if not isinstance(arch, str) or arch not in SUPPORTED_ARCHITECTURES:
             raise ConfigError(
                 f"{self.source}: GGUF architecture {arch!r} is not supported; supported architectures: "
                 f"{', '.join(SUPPORTED_ARCHITECTURES)} (mistral files are stored as llama)"
@@ -206,6 +206,8 @@ class _GGUFModel:
             )
         default_head_dim = self.hidden_size // self.num_attention_heads
         self.head_dim = self.integer("attention.key_length", default_head_dim)
+        if self.head_dim % 2 != 0:
+            raise ConfigError(f"{self.source}: head size {self.head_dim} is odd; rotary embeddings need an even one")
         if self.integer("attention.value_length", self.head_dim) != self.head_dim:
             raise ConfigError(f"{self.source}: key and value head sizes differ; not supported")
         rotary_dim = self.integer("rope.dimension_count", self.head_dim)

@@ -407,6 +407,10 @@ def test_unsupported_architecture_names_the_supported_ones(tmp_path):
         convert_gguf(tmp_path / "phi.gguf", tmp_path / "out", progress=False)
     assert all(word in str(e.value) for word in ("phi3", "llama", "qwen2", "gemma3"))
 
+    as_array = kv("general.architecture", 9, struct.pack("<IQ", 8, 1) + gguf_str("llama"))
+    (tmp_path / "array.gguf").write_bytes(raw_gguf([as_array], []))
+    expect_refused(tmp_path / "array.gguf", tmp_path / "out", "['llama']", "supported", error=ConfigError)
+
 
 def test_output_directory_rules(converted, tmp_path):
     c = converted("qwen2-bias-untied-f32")
