@@ -69,6 +69,10 @@ PRE_TOKENIZER_SPLITS: dict[str, str] = {
 }
 GPT2_STYLE_PRE = ("default", "gpt2", "gpt-2", "smollm")
 
+# Longest token for which merges are derived from the vocabulary (SentencePiece pieces are at most
+# 16 characters by default; Gemma 3's longest is 31).
+MAX_DERIVED_TOKEN_CHARS = 256
+
 TOKENIZER_CLASS = "PreTrainedTokenizerFast"  # loads tokenizer.json as it is, in transformers 4 and 5
 
 
@@ -204,7 +208,7 @@ def _byte_level_bpe(vocab: _Vocabulary, pre: str | None, source: str) -> Tokeniz
     if vocab.merges is not None:
         merges = [_split_merge(m, source) for m in vocab.merges]
     else:
-        merges = _merges_from_vocabulary(spelled, ids, _ranking_scores(vocab, source))
+        merges = _merges_from_vocabulary(spelled, ids, _ranking_scores(vocab, source), source)
     tokenizer = Tokenizer(
         models.BPE(
             vocab=ids, merges=merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="",
@@ -235,7 +239,7 @@ def _sentencepiece_bpe(vocab: _Vocabulary, gemma: bool, source: str) -> Tokenize
         tokens = vocab.tokens
         scores = _ranking_scores(vocab, source)
     ids = {token: index for index, token in enumerate(tokens)}
-    merges = _merges_from_vocabulary(tokens, ids, scores)
+    merges = _merges_from_vocabulary(tokens, ids, scores, source)
     if gemma:
         tokenizer = Tokenizer(
             models.BPE(vocab=ids, merges=merges, fuse_unk=True, unk_token="<unk>", dropout=None, byte_fallback=True)
@@ -283,15 +287,23 @@ def _split_merge(merge: str, source: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-def _merges_from_vocabulary(tokens: list[str], ids: dict[str, int], scores: list[float]) -> list[tuple[str, str]]:
+def _merges_from_vocabulary(
+    tokens: list[str], ids: dict[str, int], scores: list[float], source: str
+) -> list[tuple[str, str]]:
     """Every cut of a token into two vocabulary tokens, best-ranked token first.
 
     Ranking: the token's score, higher first; for equal scores the longer left piece, then the
     longer right piece, first; remaining ties keep vocabulary order. A token that appears twice
     counts once, with its last score (the order transformers' generate_merges produces).
+    Trying every cut costs the square of a token's length, so absurdly long tokens are refused.
     """
     score_of: dict[str, float] = {}
-    for token, score in zip(tokens, scores):
+    for index, (token, score) in enumerate(zip(tokens, scores)):
+        if len(token) > MAX_DERIVED_TOKEN_CHARS:
+            raise TokenizerFileError(
+                f"{source}: token {index} is {len(token)} characters long; merges are derived only for "
+                f"vocabularies whose tokens have at most {MAX_DERIVED_TOKEN_CHARS}"
+            )
         score_of[token] = score
     candidates: list[tuple[str, str, float]] = []
     for token, score in score_of.items():

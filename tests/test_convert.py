@@ -637,9 +637,19 @@ def test_malformed_vocabulary_is_refused_before_anything_is_written(tmp_path, vo
         (lambda w: w.add_array("tokenizer.ggml.tokens", list(range(300))), ["tokenizer.ggml.tokens", "str"]),
         (lambda w: w.add_tokenizer_model("llama"), ["scores"]),  # SentencePiece needs scores to rank merges
     ]
+    spm_vocab = vocabularies["spm"][0]
+    long_token = dataclasses.replace(spm_vocab, tokens=spm_vocab.tokens[:-1] + ["a" * 100_000])
     for index, (corrupt, words) in enumerate(cases):
         path, _ = write_gguf(tmp_path / f"bad{index}.gguf", model, bpe, extra_metadata=corrupt)
         with pytest.raises(TokenizerFileError) as e:
             convert_gguf(path, tmp_path / "out", progress=False)
         assert all(word in str(e.value) for word in [str(path), *words]), str(e.value)
         assert list(tmp_path.glob("*out*")) == []
+
+    # Deriving merges costs the square of a token's length: a 100000-character piece is refused at once.
+    model = tiny_model("llama", len(long_token.tokens))
+    path, _ = write_gguf(tmp_path / "long.gguf", model, long_token)
+    start = time.perf_counter()
+    with pytest.raises(TokenizerFileError, match="100000 characters long"):
+        convert_gguf(path, tmp_path / "out", progress=False)
+    assert time.perf_counter() - start < 1.0
