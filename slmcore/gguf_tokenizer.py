@@ -4,8 +4,9 @@ rebuilt from a GGUF file's `tokenizer.*` metadata.
 The reference is transformers 5.24 loading the same file (`AutoTokenizer.from_pretrained(dir,
 gguf_file=name)`): the tokenizer.json written here gives the same pipeline, vocabulary, merges
 and added tokens, so `AutoTokenizer.from_pretrained(out_dir)` and the `tokenizers` library alone
-both tokenize exactly as that reference does. llama.cpp's conventions (its tokenizer code and
-convert_hf_to_gguf.py) decide what the metadata means:
+both tokenize exactly as that reference does. One exception: qwen2 files also NFC-normalize (see
+tokenizer_files). llama.cpp's conventions (its tokenizer code and convert_hf_to_gguf.py) decide
+what the metadata means:
 
 - `tokenizer.ggml.model == "gpt2"`: byte-level BPE. Tokens are spelled in GPT-2's byte alphabet
   (each byte as a printable character); `tokenizer.ggml.merges` are "left right" strings;
@@ -42,7 +43,10 @@ GEMMA_ARCHITECTURES = ("gemma", "gemma2", "gemma3")
 
 # Split regexes for `tokenizer.ggml.pre`, as llama.cpp's llama-vocab.cpp applies them (and
 # transformers' GGUF loader repeats). Names not listed get GPT-2's regex, which ByteLevel applies
-# by itself: "default", "gpt2", "smollm" and the other GPT-2-style vocabularies.
+# by itself: "default", "gpt2", "smollm" and the other GPT-2-style vocabularies. (llama.cpp, and
+# SmolLM2's own tokenizer.json, split every digit off first for "smollm"; transformers' GGUF
+# loader does not, and it is the reference here: they differ on digits after a space and on
+# numerals such as "½".)
 _LLAMA3_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
