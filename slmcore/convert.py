@@ -364,13 +364,13 @@ class _GGUFModel:
 
     def gemma3_config(self) -> dict[str, Any]:
         layer_count = self.num_hidden_layers
-        pattern = self.value("attention.sliding_window_pattern", (int, list), GEMMA3_SLIDING_WINDOW_PATTERN)
-        if isinstance(pattern, list):
-            if len(pattern) != layer_count or not all(isinstance(p, bool) for p in pattern):
+        pattern = self.value("attention.sliding_window_pattern", (int, np.ndarray), GEMMA3_SLIDING_WINDOW_PATTERN)
+        if isinstance(pattern, np.ndarray):
+            if pattern.shape != (layer_count,) or pattern.dtype != bool:
                 raise ModelFormatError(
                     f"{self.source}: gemma3.attention.sliding_window_pattern must list {layer_count} booleans"
                 )
-            sliding = pattern
+            sliding = pattern.tolist()
         else:
             # llama.cpp's set_swa_pattern(n): layer i slides unless it is the last of each group of n.
             sliding = [pattern == 0 or i % pattern < pattern - 1 for i in range(layer_count)]

@@ -45,10 +45,12 @@ VALUE_TYPE_NAMES = {
     _INT64: "INT64", _FLOAT64: "FLOAT64",
 }  # fmt: skip
 
-# Limits well above every real file (Gemma 3's vocabulary is 262144 tokens; llama.cpp's own
-# loader refuses names of 64 bytes or more) that keep a hostile file from costing minutes:
-# GGUFReader, which runs after this, loops in Python over every array element.
-MAX_ARRAY_LENGTH = 1 << 22
+# Limits above every real file that keep a hostile one from costing minutes and gigabytes:
+# GGUFReader, which runs after this, makes two numpy arrays (~100 bytes each) for every string
+# and loops in Python over every array element (~10 µs each). Real files: Gemma 3 has 786432
+# elements in all (tokens, scores and types of 262144 tokens), Llama 3 about 540000 (with its
+# merges). llama.cpp's own loader refuses tensor names of 64 bytes or more.
+MAX_ARRAY_ELEMENTS = 1 << 21  # in all arrays of the file together
 MAX_ARRAY_NESTING = 2  # an array of arrays of scalars at most
 MAX_KEY_BYTES = 65535  # the spec's limit
 MAX_TENSOR_NAME_BYTES = 256
@@ -79,7 +81,7 @@ class GGUFHeader:
 
     path: Path
     version: int
-    metadata: dict[str, Any]  # scalars as int/float/bool/str; arrays as lists
+    metadata: dict[str, Any]  # scalars as int/float/bool/str; arrays of numbers as numpy arrays, others as lists
     value_types: dict[str, tuple[int, ...]]  # key -> (type,) or (ARRAY, element type, ...)
     tensors: dict[str, GGUFTensorInfo] = field(default_factory=dict)  # in file order
     alignment: int = DEFAULT_ALIGNMENT
@@ -106,6 +108,7 @@ class _HeaderParser:
         self.data = data
         self.size = size
         self.pos = 0
+        self.array_elements = 0
 
     def error(self, message: str) -> ModelFormatError:
         return ModelFormatError(f"{self.path}: {message}")
@@ -194,17 +197,20 @@ class _HeaderParser:
         count = self.scalar("<Q", f"element count of {key!r}")
         if element_type not in VALUE_TYPE_NAMES:
             raise self.error(f"metadata array {key!r} has unknown element type {element_type}")
-        if count > MAX_ARRAY_LENGTH:
-            raise self.error(f"metadata array {key!r} has {count} elements, more than the {MAX_ARRAY_LENGTH} limit")
+        self.array_elements += count
+        if self.array_elements > MAX_ARRAY_ELEMENTS:
+            raise self.error(
+                f"metadata array {key!r} has {count} elements, which brings the file's arrays past the "
+                f"limit of {MAX_ARRAY_ELEMENTS} elements in all"
+            )
         min_element = {_STRING: 8, _ARRAY: 12}.get(element_type) or struct.calcsize(_SCALAR_FORMATS[element_type])
         self.need(count * min_element, f"{count} elements of array {key!r}")
         if element_type in _SCALAR_FORMATS:
+            # Numbers stay a numpy array (as many bytes as in the file, not a Python object each).
             np_dtype = np.dtype(_SCALAR_FORMATS[element_type])
-            values = np.frombuffer(self.data, dtype=np_dtype, count=count, offset=self.pos).tolist()
+            array = np.frombuffer(self.data, dtype=np_dtype, count=count, offset=self.pos).copy()
             self.pos += count * np_dtype.itemsize
-            if element_type == _BOOL:
-                values = [bool(v) for v in values]
-            return values, (_ARRAY, element_type)
+            return (array.astype(bool) if element_type == _BOOL else array), (_ARRAY, element_type)
         values, element_types = [], (element_type,)
         for _ in range(count):
             item, element_types = self.value(key, element_type, depth + 1)

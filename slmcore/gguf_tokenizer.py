@@ -28,6 +28,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from slmcore.errors import TokenizerFileError
@@ -177,6 +178,8 @@ class _Vocabulary:
                 if required:
                     raise TokenizerFileError(f"{source}: the file has no {key}; cannot build its tokenizer")
                 return None
+            if isinstance(value, np.ndarray) and value.dtype != bool:
+                value = value.tolist()  # numbers arrive as a numpy array
             if not isinstance(value, list) or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
                 raise TokenizerFileError(f"{source}: {key} must be an array of {getattr(kind, '__name__', kind)}")
             return value

@@ -533,7 +533,9 @@ HOSTILE_HEADERS = {
                                        ["1000000 elements of array 'x.arr'"]),
     "string array count beyond the file": (raw_gguf([kv("tokenizer.ggml.tokens", 9,
                                                         struct.pack("<IQ", 8, 2**40) + gguf_str("a"))], []),
-                                           ["more than the"]),
+                                           ["limit of 2097152 elements"]),
+    "arrays past the total element limit": (raw_gguf([kv(f"x.a{i}", 9, struct.pack("<IQ", 0, 3 << 19) + b"\0" * (3 << 19))
+                                                      for i in range(2)], []), ["'x.a1'", "in all"]),
     "array count 2**63": (raw_gguf([kv("x.arr", 9, struct.pack("<IQ", 4, 2**63))], []), ["elements"]),
     "arrays nested too deep": (raw_gguf([kv("x.arr", 9, struct.pack("<IQ", 9, 1) + struct.pack("<IQ", 9, 1)
                                             + struct.pack("<IQ", 4, 1) + b"\0" * 4)], []), ["nests arrays"]),
