@@ -17,7 +17,7 @@ import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -417,3 +417,89 @@ def convert(array: np.ndarray, src_dtype: str, dst_dtype: str) -> np.ndarray:
         else:
             dst[start : start + _CONVERT_BLOCK] = block  # float16: numpy rounds to nearest even
     return out
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+# safetensors dtype name -> the numpy dtype its data must arrive in (BF16 as uint16 bits).
+WRITE_DTYPES: dict[str, np.dtype] = {
+    "F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2"),
+    "F64": np.dtype("<f8"), "I8": np.dtype("i1"), "U8": np.dtype("u1"), "I16": np.dtype("<i2"),
+    "U16": np.dtype("<u2"), "I32": np.dtype("<i4"), "U32": np.dtype("<u4"), "I64": np.dtype("<i8"),
+    "U64": np.dtype("<u8"), "BOOL": np.dtype("?"),
+}  # fmt: skip
+
+# Our weight dtype names are accepted as well as the safetensors ones.
+_WRITE_DTYPE_ALIASES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
+
+# One entry of write_safetensors: (name, array or a function that returns it, dtype, shape).
+TensorToWrite = tuple[str, "np.ndarray | Callable[[], np.ndarray]", str, tuple[int, ...]]
+
+
+def write_safetensors(
+    path: str | os.PathLike,
+    tensors: Sequence[TensorToWrite],
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write a .safetensors file: header first, then each tensor in turn, each produced only when written.
+
+    A tensor given as a function is called when its turn comes and dropped once written, so at
+    most one tensor is in memory. dtype is a safetensors name (F32, F16, BF16, U8, I8, ...) or one
+    of ours (float32, float16, bfloat16); BF16 data is uint16 bits. The file is written beside
+    `path` under a temporary name and renamed into place only when complete.
+    """
+    path = Path(path)
+    entries, header = _safetensors_header(tensors, metadata)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(len(header).to_bytes(8, "little"))
+            f.write(header)
+            for (name, data, dtype, shape), np_dtype in zip(tensors, entries):
+                array = data() if callable(data) else data
+                shape = tuple(shape)
+                wrong = not isinstance(array, np.ndarray) or array.dtype.newbyteorder("<") != np_dtype
+                if wrong or array.shape != shape:
+                    got = f"{getattr(array, 'dtype', type(array).__name__)} {getattr(array, 'shape', '')}"
+                    raise InvalidArgumentError(
+                        f"tensor {name!r}: expected a {np_dtype} array of shape {shape} for {dtype}, got {got}"
+                    )
+                array = np.ascontiguousarray(array, dtype=np_dtype)  # little-endian, C order
+                f.write(memoryview(array.reshape(-1)).cast("B"))
+                del array
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _safetensors_header(
+    tensors: Sequence[TensorToWrite], metadata: dict[str, str] | None
+) -> tuple[list[np.dtype], bytes]:
+    """The numpy dtype of each entry and the header bytes, padded with spaces to a multiple of 8."""
+    header: dict[str, Any] = {}
+    if metadata:
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            raise InvalidArgumentError("safetensors metadata must map strings to strings")
+        header["__metadata__"] = dict(metadata)
+    np_dtypes: list[np.dtype] = []
+    offset = 0
+    for name, _, dtype, shape in tensors:
+        st_dtype = _WRITE_DTYPE_ALIASES.get(dtype, dtype)
+        if st_dtype not in WRITE_DTYPES:
+            raise InvalidArgumentError(
+                f"tensor {name!r}: unknown dtype {dtype!r}; expected one of {', '.join(WRITE_DTYPES)}"
+            )
+        if not isinstance(name, str) or name == "__metadata__" or name in header:
+            raise InvalidArgumentError(f"tensor name {name!r} is not a string, is reserved, or is repeated")
+        shape = tuple(shape)
+        if not all(_is_int(d) and d >= 0 for d in shape):
+            raise InvalidArgumentError(f"tensor {name!r}: shape {shape} must be non-negative integers")
+        np_dtype = WRITE_DTYPES[st_dtype]
+        nbytes = math.prod(shape) * np_dtype.itemsize
+        header[name] = {"dtype": st_dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+        np_dtypes.append(np_dtype)
+    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    return np_dtypes, encoded + b" " * (-len(encoded) % 8)
