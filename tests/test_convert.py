@@ -655,3 +655,21 @@ def test_malformed_vocabulary_is_refused_before_anything_is_written(tmp_path, vo
     with pytest.raises(TokenizerFileError, match="100000 characters long"):
         convert_gguf(path, tmp_path / "out", progress=False)
     assert time.perf_counter() - start < 1.0
+
+
+def test_llm_loads_a_gguf_path_through_the_cache(converted, tmp_path, monkeypatch):
+    """slmcore.LLM("x.gguf") converts once into $SLMCORE_HOME/converted and reuses the result."""
+    c = converted(CASE_IDS[0])
+    monkeypatch.setenv("SLMCORE_HOME", str(tmp_path / "home"))
+    ids = [1, 5, 9, 2, 7]
+    with slmcore.LLM(c.out_dir, dtype="float16", kv_dtype="float32") as ref:
+        expected = ref.logits(ids)
+    with slmcore.LLM(c.gguf_path, kv_dtype="float32") as llm:
+        assert llm.dtype == "float16"
+        cached = llm.path
+        np.testing.assert_array_equal(llm.logits(ids), expected)
+    assert cached.parent == tmp_path / "home" / "converted"
+    stamp = (cached / "model.safetensors").stat().st_mtime_ns
+    with slmcore.LLM(c.gguf_path) as again:
+        assert again.path == cached
+    assert (cached / "model.safetensors").stat().st_mtime_ns == stamp
