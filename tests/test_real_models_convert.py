@@ -19,6 +19,7 @@ from tokenizers import Tokenizer
 import slmcore
 from slmcore.config import ModelConfig
 from slmcore.convert import convert_gguf
+from slmcore.tokenizer import Tokenizer as SlmTokenizer
 from real_models import gemma3_gguf, smollm2_gguf
 from text_samples import varied_strings
 
@@ -63,6 +64,7 @@ def assert_tokenizer_identical(gguf_path: Path, out_dir: Path, seed: int) -> lis
     reference = transformers.AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     ours = transformers.AutoTokenizer.from_pretrained(out_dir)
     plain = Tokenizer.from_file(str(out_dir / "tokenizer.json"))
+    slm = SlmTokenizer.from_dir(out_dir)
     a, b = json.loads(reference.backend_tokenizer.to_str()), json.loads(ours.backend_tokenizer.to_str())
     key = lambda token: json.dumps(token, sort_keys=True)  # noqa: E731
     assert sorted(map(key, a.pop("added_tokens"))) == sorted(map(key, b.pop("added_tokens")))
@@ -78,6 +80,10 @@ def assert_tokenizer_identical(gguf_path: Path, out_dir: Path, seed: int) -> lis
         expected = reference.encode(text)
         assert ours.encode(text) == expected, repr(text)
         assert plain.encode(text).ids == expected, repr(text)
+        assert slm.encode(text) == expected, repr(text)
+        assert slm.encode(text, add_special_tokens=False) == reference.encode(text, add_special_tokens=False)
+        assert slm.decode(expected) == reference.decode(expected), repr(text)
+        assert slm.decode(expected, skip_special_tokens=True) == reference.decode(expected, skip_special_tokens=True)
         assert ours.encode(text, add_special_tokens=False) == reference.encode(text, add_special_tokens=False)
         assert ours.decode(expected) == reference.decode(expected), repr(text)
         assert ours.decode(expected, skip_special_tokens=True) == reference.decode(expected, skip_special_tokens=True)
@@ -182,3 +188,33 @@ def test_gemma3_tokenizer(gemma3):
         and sentencepiece.encode(text) != plain.encode(text, add_special_tokens=False).ids
     ]  # fmt: skip
     assert all(" " * 32 in text for text in differing), differing
+
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "Hello!"}],
+    [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name a colour."}],
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
+     {"role": "user", "content": "Tell me a joke about café crème ☕."}],
+]
+
+
+@pytest.mark.parametrize("generation_prompt", [True, False])
+def test_chat_templates_match_transformers(smollm2, gemma3, generation_prompt):
+    """SmolLM2's own template (from its GGUF) and the standard Gemma 3 template (its GGUF has none):
+    rendered text and token ids equal transformers' apply_chat_template on the same GGUF."""
+    from test_chat import GEMMA3_TEMPLATE
+
+    for (gguf_path, out_dir), template in ((smollm2, None), (gemma3, GEMMA3_TEMPLATE)):
+        reference = transformers.AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        ours = SlmTokenizer.from_dir(out_dir)
+        for messages in CONVERSATIONS:
+            kwargs = {"add_generation_prompt": generation_prompt}
+            if template is not None:
+                kwargs["chat_template"] = template
+            text = reference.apply_chat_template(messages, tokenize=False, **kwargs)
+            ids = reference.apply_chat_template(messages, tokenize=True, return_dict=False, **kwargs)
+            ours_kwargs = dict(add_generation_prompt=generation_prompt)
+            if template is not None:
+                ours_kwargs["template"] = template
+            assert ours.apply_chat_template(messages, **ours_kwargs) == text
+            assert ours.encode_chat(messages, **ours_kwargs) == list(ids)
