@@ -254,15 +254,19 @@ def test_broken_rope_or_window_is_caught(models, reference_logits, monkeypatch):
 
 
 @pytest.mark.parametrize("isa", ISAS)
-def test_slm_cpu_isa_environment_variable(models, isa):
+def test_slm_cpu_isa_environment_variable(models, isa, tmp_path):
     """SLM_CPU_ISA forces the kernel table an engine starts with."""
     import subprocess
     import sys
 
     code = f"import slmcore; print(slmcore.LLM({str(models('llama-tied'))!r})._engine.isa)"
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SLM_CPU_ISA": isa},
-                         capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == isa
-    bad = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SLM_CPU_ISA": "mmx"},
-                         capture_output=True, text=True)
+
+    def run(value):  # from a neutral directory, so that `import slmcore` finds the installed package
+        return subprocess.run([sys.executable, "-c", code], env={**os.environ, "SLM_CPU_ISA": value},
+                              capture_output=True, text=True, cwd=tmp_path)
+
+    good = run(isa)
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.strip() == isa
+    bad = run("mmx")
     assert bad.returncode != 0 and "InvalidArgumentError" in bad.stderr
