@@ -17,7 +17,7 @@ import pytest
 import slmcore
 from slmcore._core import kernels as K
 from slmcore.reference import kernels as ref
-from tolerances import bound, swiglu_bound
+from tolerances import bound, geglu_bound, swiglu_bound
 
 ISAS = K.available_isas()
 WEIGHT_DTYPES = ["float32", "float16", "bfloat16"]
@@ -413,6 +413,28 @@ def test_swiglu_extremes(isa):
     assert np.all(np.abs(got - want) <= swiglu_bound(want, g, u))
     nan = K.swiglu(isa, np.array([np.nan, 1.0], np.float32), np.ones(2, np.float32))
     assert np.isnan(nan[0]) and not np.isnan(nan[1])
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 15, 16, 17, 100, 1000, 2048])
+@pytest.mark.parametrize("isa", ISAS)
+def test_geglu(isa, n):
+    rng = rng_for("geglu", isa, n)
+    g = (rng.standard_normal(n) * 4).astype(np.float32)
+    u = rng.standard_normal(n).astype(np.float32)
+    got = K.geglu(isa, g, u)
+    assert np.all(np.abs(got - ref.geglu(g, u)) <= geglu_bound(ref.geglu(g, u), g, u))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_geglu_extremes(isa):
+    g = np.array([-1e30, -200, -20, -10, -5.5, -3, -1e-30, -0.0, 0.0, 1e-30, 1e-6, 0.5, 3, 20, 200, 1e30],
+                 np.float32)
+    u = np.linspace(-3, 3, g.size).astype(np.float32)
+    got = K.geglu(isa, g, u)
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = np.nan_to_num(ref.geglu(g, u))  # -1e30 * 0 in the float64 reference: the limit is 0
+    assert np.all(np.isfinite(got))
+    assert np.all(np.abs(got - want) <= geglu_bound(want, g, u))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -48,6 +48,10 @@ TOLERANCES: dict[tuple[str, str], float] = {
     # the smallest subnormal (2^-149), amplified by the factors applied after them. exp is ~1 ulp,
     # then a division and two products. Observed worst ratio to the scale 2.1.
     ("swiglu", "float32"): 4.0,
+    # geglu evaluates z = 2 sqrt(2/pi) (g + 0.044715 g^3) in float32 (a few ulp of z), and
+    # sigmoid(z) then carries that error times |z| (d log sigmoid / d log z = |z| for z << 0); the
+    # bound scales with (1 + |z|). Same subnormal floor as swiglu.
+    ("geglu", "float32"): 8.0,
     # Conversions are exact: f16/bf16 -> f32 widen exactly, f32 -> f16 rounds to nearest even
     # exactly as numpy does (compared bit for bit).
     ("to_f32", "float32"): 0.0,
@@ -87,3 +91,12 @@ def swiglu_bound(ref: np.ndarray, gate: np.ndarray, up: np.ndarray) -> np.ndarra
     u = np.abs(np.asarray(up, dtype=np.float64))
     gu = np.abs(np.asarray(gate, dtype=np.float64)) * u
     return c * EPS32 * np.abs(ref) + c * 2.0**-149 * (gu + u + 1.0)
+
+
+def geglu_bound(ref: np.ndarray, gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """Elementwise allowed error of geglu."""
+    c = TOLERANCES[("geglu", "float32")]
+    g = np.asarray(gate, dtype=np.float64)
+    z = np.abs(1.5957691216057308 * (g + 0.044715 * g**3))
+    u = np.abs(np.asarray(up, dtype=np.float64))
+    return c * EPS32 * np.abs(ref) * (1.0 + z) + c * 2.0**-149 * (np.abs(g) * u + u + 1.0)

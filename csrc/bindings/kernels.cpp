@@ -271,13 +271,14 @@ py::array attention(const std::string& isa, const py::object& q_obj, const py::a
   return std::move(out);
 }
 
-py::array swiglu(const std::string& isa, const py::object& g_obj, const py::object& u_obj) {
-  const auto& k = table(isa);
+// A gated activation kernel (swiglu or geglu): out = act(gate) * up, elementwise.
+py::array gated_activation(const char* name, void (*fn)(const float*, const float*, float*, int64_t),
+                           const py::object& g_obj, const py::object& u_obj) {
   const F32Array g = F32Array::ensure(g_obj);
   const F32Array u = F32Array::ensure(u_obj);
-  if (!g || !u) invalid("swiglu: gate and up must be arrays of float32 (or convertible)");
+  if (!g || !u) invalid(std::string(name) + ": gate and up must be arrays of float32 (or convertible)");
   if (g.ndim() != u.ndim() || !std::equal(g.shape(), g.shape() + g.ndim(), u.shape())) {
-    invalid("swiglu: gate has shape " + shape_str(g) + " but up has shape " + shape_str(u));
+    invalid(std::string(name) + ": gate has shape " + shape_str(g) + " but up has shape " + shape_str(u));
   }
   F32Array out(std::vector<py::ssize_t>(g.shape(), g.shape() + g.ndim()));
   const float* gp = g.data();
@@ -286,9 +287,17 @@ py::array swiglu(const std::string& isa, const py::object& g_obj, const py::obje
   const int64_t n = g.size();
   {
     py::gil_scoped_release release;
-    k.swiglu(gp, up, op, n);
+    fn(gp, up, op, n);
   }
   return std::move(out);
+}
+
+py::array swiglu(const std::string& isa, const py::object& g, const py::object& u) {
+  return gated_activation("swiglu", table(isa).swiglu, g, u);
+}
+
+py::array geglu(const std::string& isa, const py::object& g, const py::object& u) {
+  return gated_activation("geglu", table(isa).geglu, g, u);
 }
 
 py::array to_f32(const std::string& isa, const py::array& src, const std::string& dtype) {
@@ -341,6 +350,7 @@ void bind_kernels(py::module_& m) {
   km.def("attention", &attention, py::arg("isa"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("scale"),
          py::arg("kv_begin") = 0, py::arg("kv_end") = -1);
   km.def("swiglu", &swiglu, py::arg("isa"), py::arg("gate"), py::arg("up"));
+  km.def("geglu", &geglu, py::arg("isa"), py::arg("gate"), py::arg("up"));
   km.def("to_f32", &to_f32, py::arg("isa"), py::arg("src"), py::arg("dtype"));
   km.def("f32_to_f16", &f32_to_f16, py::arg("isa"), py::arg("x"));
 }

@@ -86,3 +86,17 @@ def silu(x: np.ndarray) -> np.ndarray:
 
 def swiglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
     return silu(gate) * np.asarray(up, dtype=np.float64)
+
+
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """GELU with the tanh approximation (transformers' gelu_pytorch_tanh):
+    0.5 x (1 + tanh(z)) with z = sqrt(2/pi) (x + 0.044715 x^3), evaluated as x * sigmoid(2z), the same
+    function without the cancellation of 1 + tanh(z) for z << 0."""
+    x = np.asarray(x, dtype=np.float64)
+    z2 = 2.0 * np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)
+    e = np.exp(-np.abs(z2))
+    return x * np.where(z2 >= 0, 1.0, e) / (1.0 + e)
+
+
+def geglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    return gelu_tanh(gate) * np.asarray(up, dtype=np.float64)

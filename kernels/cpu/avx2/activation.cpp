@@ -1,4 +1,4 @@
-// AVX2 SwiGLU: out = silu(gate) * up, silu(g) = g * sigmoid(g).
+// AVX2 gated activations: SwiGLU out = silu(gate) * up, GeGLU out = gelu_tanh(gate) * up.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -10,25 +10,35 @@ namespace slm::kernels::avx2 {
 
 namespace {
 
-// sigmoid(g) = 1/(1+e) for g >= 0 and e/(1+e) for g < 0 with e = exp(-|g|) <= 1, which never
-// overflows: accurate down to silu's gradual underflow for g << 0.
-__m256 swiglu8(__m256 g, __m256 u) {
+// sigmoid(z) = 1/(1+e) for z >= 0 and e/(1+e) for z < 0 with e = exp(-|z|) <= 1, which never
+// overflows: accurate down to gradual underflow for z << 0.
+__m256 sigmoid8(__m256 z) {
   const __m256 one = _mm256_set1_ps(1.0f);
-  const __m256 abs = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), g);
+  const __m256 abs = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), z);
   const __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), abs));
-  const __m256 num = _mm256_blendv_ps(e, one, _mm256_cmp_ps(g, _mm256_setzero_ps(), _CMP_GE_OQ));
-  const __m256 sig = _mm256_div_ps(num, _mm256_add_ps(one, e));
-  return _mm256_mul_ps(_mm256_mul_ps(g, sig), u);
+  const __m256 num = _mm256_blendv_ps(e, one, _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GE_OQ));
+  return _mm256_div_ps(num, _mm256_add_ps(one, e));
+}
+
+__m256 swiglu8(__m256 g, __m256 u) { return _mm256_mul_ps(_mm256_mul_ps(g, sigmoid8(g)), u); }
+
+// gelu_tanh(g) = g * sigmoid(2 sqrt(2/pi) (g + 0.044715 g^3)).
+__m256 geglu8(__m256 g, __m256 u) {
+  const __m256 g3 = _mm256_mul_ps(_mm256_mul_ps(g, g), g);
+  const __m256 z = _mm256_mul_ps(_mm256_set1_ps(1.5957691216057308f), _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), g3, g));
+  return _mm256_mul_ps(_mm256_mul_ps(g, sigmoid8(z)), u);
+}
+
+template <__m256 (*F)(__m256, __m256)>
+void gated(const float* gate, const float* up, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) _mm256_storeu_ps(out + i, F(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
+  if (i < n) store_partial(out + i, F(load_partial(gate + i, n - i), load_partial(up + i, n - i)), n - i);
 }
 
 }  // namespace
 
-void swiglu(const float* gate, const float* up, float* out, int64_t n) {
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    _mm256_storeu_ps(out + i, swiglu8(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
-  }
-  if (i < n) store_partial(out + i, swiglu8(load_partial(gate + i, n - i), load_partial(up + i, n - i)), n - i);
-}
+void swiglu(const float* gate, const float* up, float* out, int64_t n) { gated<swiglu8>(gate, up, out, n); }
+void geglu(const float* gate, const float* up, float* out, int64_t n) { gated<geglu8>(gate, up, out, n); }
 
 }  // namespace slm::kernels::avx2

@@ -1,4 +1,4 @@
-// AVX-512 SwiGLU: out = silu(gate) * up, silu(g) = g * sigmoid(g).
+// AVX-512 gated activations: SwiGLU out = silu(gate) * up, GeGLU out = gelu_tanh(gate) * up.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -8,19 +8,38 @@
 
 namespace slm::kernels::avx512 {
 
-void swiglu(const float* gate, const float* up, float* out, int64_t n) {
+namespace {
+
+// sigmoid(z) = 1/(1+e) for z >= 0 and e/(1+e) for z < 0 with e = exp(-|z|) <= 1, which never
+// overflows: accurate down to gradual underflow for z << 0.
+__m512 sigmoid16(__m512 z) {
   const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 e = exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(z)));
+  const __m512 num = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GE_OQ), e, one);
+  return _mm512_div_ps(num, _mm512_add_ps(one, e));
+}
+
+__m512 swiglu16(__m512 g, __m512 u) { return _mm512_mul_ps(_mm512_mul_ps(g, sigmoid16(g)), u); }
+
+// gelu_tanh(g) = g * sigmoid(2 sqrt(2/pi) (g + 0.044715 g^3)).
+__m512 geglu16(__m512 g, __m512 u) {
+  const __m512 g3 = _mm512_mul_ps(_mm512_mul_ps(g, g), g);
+  const __m512 z = _mm512_mul_ps(_mm512_set1_ps(1.5957691216057308f), _mm512_fmadd_ps(_mm512_set1_ps(0.044715f), g3, g));
+  return _mm512_mul_ps(_mm512_mul_ps(g, sigmoid16(z)), u);
+}
+
+template <__m512 (*F)(__m512, __m512)>
+void gated(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; i += kLanes) {
     const __mmask16 m = first_lanes(n - i < kLanes ? n - i : kLanes);
-    const __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
-    const __m512 u = _mm512_maskz_loadu_ps(m, up + i);
-    // sigmoid(g) = 1/(1+e) for g >= 0 and e/(1+e) for g < 0 with e = exp(-|g|) <= 1, which never
-    // overflows: accurate down to silu's gradual underflow for g << 0.
-    const __m512 e = exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(g)));
-    const __m512 num = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(g, _mm512_setzero_ps(), _CMP_GE_OQ), e, one);
-    const __m512 sig = _mm512_div_ps(num, _mm512_add_ps(one, e));
-    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_mul_ps(g, sig), u));  // out may alias: loads came first
+    // out may alias gate or up: both loads come before the store.
+    _mm512_mask_storeu_ps(out + i, m, F(_mm512_maskz_loadu_ps(m, gate + i), _mm512_maskz_loadu_ps(m, up + i)));
   }
 }
+
+}  // namespace
+
+void swiglu(const float* gate, const float* up, float* out, int64_t n) { gated<swiglu16>(gate, up, out, n); }
+void geglu(const float* gate, const float* up, float* out, int64_t n) { gated<geglu16>(gate, up, out, n); }
 
 }  // namespace slm::kernels::avx512

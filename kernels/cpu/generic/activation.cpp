@@ -1,4 +1,4 @@
-// Scalar SwiGLU: out = silu(gate) * up.
+// Scalar gated activations: SwiGLU out = silu(gate) * up, GeGLU out = gelu_tanh(gate) * up.
 #include <cmath>
 #include <cstdint>
 
@@ -6,14 +6,32 @@
 
 namespace slm::kernels::generic {
 
+namespace {
+
+// sigmoid(z) = 1/(1+e) for z >= 0 and e/(1+e) for z < 0, where e = exp(-|z|) <= 1 never
+// overflows: accurate down to gradual underflow for z << 0.
+float sigmoid(float z) {
+  const float e = std::exp(-std::fabs(z));
+  return (z >= 0.0f ? 1.0f : e) / (1.0f + e);
+}
+
+// 2 * sqrt(2/pi): gelu_tanh(x) = x * sigmoid(kGeluScale * (x + 0.044715 x^3)).
+constexpr float kGeluScale = 1.5957691216057308f;
+constexpr float kGeluCubic = 0.044715f;
+
+}  // namespace
+
 void swiglu(const float* gate, const float* up, float* out, int64_t n) {
-  // silu(g) = g * sigmoid(g) with sigmoid(g) = 1/(1+e) for g >= 0 and e/(1+e) for g < 0, where
-  // e = exp(-|g|) <= 1 never overflows: accurate down to silu's gradual underflow for g << 0.
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
-    const float e = std::exp(-std::fabs(g));
-    const float sig = (g >= 0.0f ? 1.0f : e) / (1.0f + e);
-    out[i] = g * sig * up[i];
+    out[i] = g * sigmoid(g) * up[i];
+  }
+}
+
+void geglu(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g * sigmoid(kGeluScale * (g + kGeluCubic * g * g * g)) * up[i];
   }
 }
 

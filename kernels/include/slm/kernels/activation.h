@@ -8,4 +8,9 @@ namespace slm::kernels {
 // out may alias gate or up.
 using SwiGluFn = void (*)(const float* gate, const float* up, float* out, int64_t n);
 
+// out[i] = gelu_tanh(gate[i]) * up[i] (GeGLU, Gemma's MLP), with the tanh approximation of GELU
+// gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) = x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3)).
+// out may alias gate or up.
+using GeGluFn = void (*)(const float* gate, const float* up, float* out, int64_t n);
+
 }  // namespace slm::kernels

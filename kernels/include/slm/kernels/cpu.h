@@ -18,6 +18,7 @@ struct CpuKernels {
   RopeFn rope;
   AttentionFn attention;
   SwiGluFn swiglu;
+  GeGluFn geglu;
   ToF32Fn to_f32;
   F32ToF16Fn f32_to_f16;
 };
