@@ -83,9 +83,21 @@ class WeightReader {
   std::vector<py::object>& keep_;
 };
 
-std::vector<float> float_table(const py::dict& config, const char* key) {
-  auto arr = config[key].cast<py::array_t<float, py::array::c_style | py::array::forcecast>>();
-  return std::vector<float>(arr.data(), arr.data() + arr.size());
+// config[key]: one float32 table or a list of them.
+std::vector<std::vector<float>> float_tables(const py::dict& config, const char* key) {
+  py::object value = config[key];
+  std::vector<py::object> items;
+  if (py::isinstance<py::list>(value) || py::isinstance<py::tuple>(value)) {
+    for (py::handle h : value) items.push_back(py::reinterpret_borrow<py::object>(h));
+  } else {
+    items.push_back(value);
+  }
+  std::vector<std::vector<float>> tables;
+  for (const auto& item : items) {
+    auto arr = item.cast<py::array_t<float, py::array::c_style | py::array::forcecast>>();
+    tables.emplace_back(arr.data(), arr.data() + arr.size());
+  }
+  return tables;
 }
 
 std::unique_ptr<PyEngine> build(const std::string& graph, const py::dict& cfg, const py::dict& weights) {
@@ -108,8 +120,14 @@ std::unique_ptr<PyEngine> build(const std::string& graph, const py::dict& cfg, c
   c.max_seq_len = i64("max_seq_len");
   c.kv_dtype = parse_dtype(cfg["kv_dtype"].cast<std::string>());
   c.layer_windows = cfg["layer_windows"].cast<std::vector<int64_t>>();
-  c.rope_cos = float_table(cfg, "rope_cos");
-  c.rope_sin = float_table(cfg, "rope_sin");
+  c.rope_cos = float_tables(cfg, "rope_cos");
+  c.rope_sin = float_tables(cfg, "rope_sin");
+  c.layer_rope = cfg.contains("layer_rope") ? cfg["layer_rope"].cast<std::vector<int64_t>>()
+                                            : std::vector<int64_t>(static_cast<size_t>(c.n_layers), 0);
+  c.embed_scale = cfg.contains("embed_scale") ? cfg["embed_scale"].cast<float>() : 1.f;
+  const std::string activation = cfg.contains("activation") ? cfg["activation"].cast<std::string>() : "silu";
+  if (activation != "silu" && activation != "gelu_tanh") throw ConfigError("activation must be silu or gelu_tanh");
+  c.activation = activation == "silu" ? Activation::SiLU : Activation::GeluTanh;
   c.n_threads = cfg["threads"].cast<int>();
   c.isa = cfg["isa"].cast<std::string>();
 
@@ -138,6 +156,10 @@ std::unique_ptr<PyEngine> build(const std::string& graph, const py::dict& cfg, c
     L.gate_bias = r.vector(p + "mlp.gate_proj.bias", c.intermediate_size, true);
     L.up_bias = r.vector(p + "mlp.up_proj.bias", c.intermediate_size, true);
     L.down_bias = r.vector(p + "mlp.down_proj.bias", c.hidden_size, true);
+    L.q_norm = r.vector(p + "self_attn.q_norm", c.head_dim, true);
+    L.k_norm = r.vector(p + "self_attn.k_norm", c.head_dim, true);
+    L.attn_output_norm = r.vector(p + "attn_output_norm", c.hidden_size, true);
+    L.mlp_output_norm = r.vector(p + "mlp_output_norm", c.hidden_size, true);
     w.layers.push_back(L);
   }
   out->engine = make_engine(graph, std::move(c), std::move(w));

@@ -33,6 +33,13 @@ struct LayerWeights {
   const float* gate_bias = nullptr;
   const float* up_bias = nullptr;
   const float* down_bias = nullptr;
+  // Optional (Qwen3, Gemma 3): RMSNorm of each q / k head [head_dim] before rope.
+  const float* q_norm = nullptr;
+  const float* k_norm = nullptr;
+  // Optional (Gemma 2/3 "sandwich" norms): RMSNorm [hidden] of the attention and MLP outputs
+  // before they are added to the residual stream.
+  const float* attn_output_norm = nullptr;
+  const float* mlp_output_norm = nullptr;
 };
 
 struct ModelWeights {
@@ -41,6 +48,9 @@ struct ModelWeights {
   Matrix lm_head;
   std::vector<LayerWeights> layers;
 };
+
+// The gated MLP's activation: SwiGLU (silu) or GeGLU (gelu with the tanh approximation).
+enum class Activation { SiLU, GeluTanh };
 
 struct EngineConfig {
   int64_t vocab_size = 0;
@@ -54,11 +64,16 @@ struct EngineConfig {
   kernels::RopeStyle rope_style = kernels::RopeStyle::Neox;
   float rms_norm_eps = 1e-5f;
   float attention_scale = 0.f;        // usually 1/sqrt(head_dim)
+  float embed_scale = 1.f;            // token embeddings are multiplied by this (Gemma: sqrt(hidden))
+  Activation activation = Activation::SiLU;
   int64_t max_seq_len = 0;
   DType kv_dtype = DType::F32;        // F32 or F16
   std::vector<int64_t> layer_windows;  // per layer; 0 = full causal attention
-  std::vector<float> rope_cos;         // [max_seq_len, rotary_dim / 2]
-  std::vector<float> rope_sin;
+  // Rotary tables, each [max_seq_len, rotary_dim / 2]; layer l uses table layer_rope[l] (Gemma 3
+  // has one for global and one for sliding-window layers).
+  std::vector<std::vector<float>> rope_cos;
+  std::vector<std::vector<float>> rope_sin;
+  std::vector<int64_t> layer_rope;
   int n_threads = 1;
   std::string isa = "auto";
 };

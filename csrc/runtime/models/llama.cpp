@@ -1,14 +1,16 @@
-// The Llama-family decoder (Llama 2/3, Mistral, Qwen2): pre-norm blocks of RMSNorm, rotary GQA
-// attention with an optional sliding window and optional q/k/v/o biases, and a SwiGLU MLP.
+// The Llama-family decoder (Llama 2/3, Mistral, Qwen2, Qwen3, Gemma 3): pre-norm blocks of
+// RMSNorm, rotary GQA attention with an optional sliding window, optional q/k/v/o biases and
+// q/k head norms, and a gated MLP (SwiGLU or GeGLU); Gemma's norms of the attention and MLP
+// outputs ("sandwich" norms) and its scaled embedding are switches of the same graph.
 //
 // One forward pass over a chunk of tokens, per layer, as five parallel regions (a barrier after
 // each); the RMSNorms are computed redundantly by every thread into its own buffer so that they
 // need no barrier of their own:
 //   1. h = rmsnorm(x); q, k, v = h Wq + bq, h Wk + bk, h Wv + bv; rope(q, k); cache k, v
 //   2. a = softmax(q K^T * scale + causal/window mask) V, per token and head
-//   3. x += a Wo + bo
-//   4. h = rmsnorm(x); m = silu(h Wgate) * (h Wup)
-//   5. x += m Wdown
+//   3. x += a Wo + bo                (with an output norm: p = a Wo; then x += rmsnorm(p), one more region)
+//   4. h = rmsnorm(x); m = act(h Wgate) * (h Wup)
+//   5. x += m Wdown                   (with an output norm: as in 3)
 // then logits = rmsnorm(x) Wlm_head. Work is split by output rows (or heads, or token×head
 // pairs), never along a reduction, so every value is the same for any number of threads.
 #include <algorithm>
@@ -69,6 +71,7 @@ class LlamaEngine final : public Engine {
     v_.resize(chunk_ * kv_dim_);
     attn_.resize(chunk_ * q_dim_);
     gate_.resize(chunk_ * cfg_.intermediate_size);
+    proj_.resize(chunk_ * cfg_.hidden_size);
     up_.resize(chunk_ * cfg_.intermediate_size);
     set_threads(cfg_.n_threads);
   }
@@ -141,7 +144,14 @@ class LlamaEngine final : public Engine {
       throw ConfigError("rotary_dim must be even and at most head_dim, got " + std::to_string(c.rotary_dim));
     }
     const size_t table = static_cast<size_t>(c.max_seq_len * (c.rotary_dim / 2));
-    if (c.rope_cos.size() != table || c.rope_sin.size() != table) throw ConfigError("rope tables must be [max_seq_len, rotary_dim/2]");
+    if (c.rope_cos.empty() || c.rope_cos.size() != c.rope_sin.size()) throw ConfigError("rope tables: need cos and sin tables");
+    for (size_t i = 0; i < c.rope_cos.size(); ++i) {
+      if (c.rope_cos[i].size() != table || c.rope_sin[i].size() != table) throw ConfigError("rope tables must be [max_seq_len, rotary_dim/2]");
+    }
+    if (static_cast<int64_t>(c.layer_rope.size()) != c.n_layers) throw ConfigError("layer_rope needs one entry per layer");
+    for (int64_t r : c.layer_rope) {
+      if (r < 0 || r >= static_cast<int64_t>(c.rope_cos.size())) throw ConfigError("layer_rope names a rope table that does not exist");
+    }
     if (static_cast<int64_t>(c.layer_windows.size()) != c.n_layers) throw ConfigError("layer_windows needs one entry per layer");
     for (int64_t wdw : c.layer_windows) {
       if (wdw < 0) throw ConfigError("sliding window sizes must be >= 0");
@@ -217,20 +227,30 @@ class LlamaEngine final : public Engine {
     k.end = std::min(k.end, nkv);
     v.end = std::min(v.end, nkv);
 
+    const float* cos = cfg_.rope_cos[cfg_.layer_rope[layer]].data();
+    const float* sin = cfg_.rope_sin[cfg_.layer_rope[layer]].data();
+    // Head norm (if any) then rope, on heads [first, last) of each token's row.
+    auto norm_and_rotate = [&](float* rows, int64_t stride, int64_t first, int64_t last, const float* head_norm) {
+      for (int64_t t = 0; t < n; ++t) {
+        float* row = rows + t * stride;
+        if (head_norm) {
+          for (int64_t head = first; head < last; ++head) {
+            kernels_->rmsnorm(row + head * hd, head_norm, row + head * hd, hd, cfg_.rms_norm_eps);
+          }
+        }
+        kernels_->rope(row + first * hd, last - first, hd, cfg_.rotary_dim, cos + (pos0 + t) * half, sin + (pos0 + t) * half,
+                       cfg_.rope_style);
+      }
+    };
     if (q.begin < q.end) {
       matmul(h, H, n, L.q_proj, q.begin * hd, q.end * hd, q_.data(), q_dim_, L.q_bias, false);
-      for (int64_t t = 0; t < n; ++t) {
-        kernels_->rope(q_.data() + t * q_dim_ + q.begin * hd, q.end - q.begin, hd, cfg_.rotary_dim,
-                       cfg_.rope_cos.data() + (pos0 + t) * half, cfg_.rope_sin.data() + (pos0 + t) * half, cfg_.rope_style);
-      }
+      norm_and_rotate(q_.data(), q_dim_, q.begin, q.end, L.q_norm);
     }
     if (k.begin < k.end) {
       matmul(h, H, n, L.k_proj, k.begin * hd, k.end * hd, k_.data(), kv_dim_, L.k_bias, false);
+      norm_and_rotate(k_.data(), kv_dim_, k.begin, k.end, L.k_norm);
       for (int64_t t = 0; t < n; ++t) {
-        float* row = k_.data() + t * kv_dim_;
-        kernels_->rope(row + k.begin * hd, k.end - k.begin, hd, cfg_.rotary_dim, cfg_.rope_cos.data() + (pos0 + t) * half,
-                       cfg_.rope_sin.data() + (pos0 + t) * half, cfg_.rope_style);
-        for (int64_t g = k.begin; g < k.end; ++g) store_kv(k_cache_.data(), layer, g, pos0 + t, row + g * hd);
+        for (int64_t g = k.begin; g < k.end; ++g) store_kv(k_cache_.data(), layer, g, pos0 + t, k_.data() + t * kv_dim_ + g * hd);
       }
     }
     if (v.begin < v.end) {
@@ -239,6 +259,34 @@ class LlamaEngine final : public Engine {
         for (int64_t g = v.begin; g < v.end; ++g) store_kv(v_cache_.data(), layer, g, pos0 + t, v_.data() + t * kv_dim_ + g * hd);
       }
     }
+  }
+
+  // Regions 3 and 5: x += src W^T + bias, or with an output norm x += rmsnorm(src W^T + bias),
+  // which needs whole rows of the projection first and so one more region split by tokens.
+  void project_into_residual(const Matrix& W, const float* src, int64_t src_stride, int64_t n, const float* bias,
+                             const float* output_norm) {
+    const int64_t H = cfg_.hidden_size;
+    const int T = pool_->size();
+    if (output_norm == nullptr) {
+      pool_->run([&](int tid) {
+        const Range r = split_range(H, tid, T, kRowAlign);
+        matmul(src, src_stride, n, W, r.begin, r.end, x_.data(), H, bias, true);
+      });
+      return;
+    }
+    pool_->run([&](int tid) {
+      const Range r = split_range(H, tid, T, kRowAlign);
+      matmul(src, src_stride, n, W, r.begin, r.end, proj_.data(), H, bias, false);
+    });
+    pool_->run([&](int tid) {
+      float* normed = normed_[tid].data();
+      const Range tokens = split_range(n, tid, T, 1);
+      for (int64_t t = tokens.begin; t < tokens.end; ++t) {
+        kernels_->rmsnorm(proj_.data() + t * H, output_norm, normed, H, cfg_.rms_norm_eps);
+        float* x = x_.data() + t * H;
+        for (int64_t i = 0; i < H; ++i) x[i] += normed[i];
+      }
+    });
   }
 
   // Region 2: causal attention for this thread's (token, head) pairs.
@@ -270,16 +318,17 @@ class LlamaEngine final : public Engine {
     const Matrix& E = w_.embed_tokens;
     for (int64_t t = 0; t < n; ++t) {
       const auto* row = static_cast<const uint8_t*>(E.data) + static_cast<size_t>(tokens[t]) * H * dtype_size(E.dtype);
-      kernels_->to_f32(row, E.dtype, x_.data() + t * H, H);
+      float* x = x_.data() + t * H;
+      kernels_->to_f32(row, E.dtype, x, H);
+      if (cfg_.embed_scale != 1.f) {
+        for (int64_t i = 0; i < H; ++i) x[i] *= cfg_.embed_scale;
+      }
     }
     for (int64_t l = 0; l < cfg_.n_layers; ++l) {
       const LayerWeights& L = w_.layers[l];
       pool_->run([&](int tid) { qkv_rope_store(tid, l, n, pos0); });
       pool_->run([&](int tid) { attend(tid, l, n, pos0); });
-      pool_->run([&](int tid) {
-        const Range r = split_range(H, tid, T, kRowAlign);
-        matmul(attn_.data(), q_dim_, n, L.o_proj, r.begin, r.end, x_.data(), H, L.o_bias, true);
-      });
+      project_into_residual(L.o_proj, attn_.data(), q_dim_, n, L.o_bias, L.attn_output_norm);
       pool_->run([&](int tid) {
         float* h = normed_[tid].data();
         rmsnorm_all(L.post_attention_layernorm, 0, n, h);
@@ -287,15 +336,13 @@ class LlamaEngine final : public Engine {
         if (r.begin >= r.end) return;
         matmul(h, H, n, L.gate_proj, r.begin, r.end, gate_.data(), I, L.gate_bias, false);
         matmul(h, H, n, L.up_proj, r.begin, r.end, up_.data(), I, L.up_bias, false);
+        const auto activation = cfg_.activation == Activation::SiLU ? kernels_->swiglu : kernels_->geglu;
         for (int64_t t = 0; t < n; ++t) {
           float* g = gate_.data() + t * I + r.begin;
-          kernels_->swiglu(g, up_.data() + t * I + r.begin, g, r.end - r.begin);
+          activation(g, up_.data() + t * I + r.begin, g, r.end - r.begin);
         }
       });
-      pool_->run([&](int tid) {
-        const Range r = split_range(H, tid, T, kRowAlign);
-        matmul(gate_.data(), I, n, L.down_proj, r.begin, r.end, x_.data(), H, L.down_bias, true);
-      });
+      project_into_residual(L.down_proj, gate_.data(), I, n, L.down_bias, L.mlp_output_norm);
     }
     n_past_ += n;
     if (mode == LogitsMode::None) return;
@@ -319,6 +366,7 @@ class LlamaEngine final : public Engine {
   int64_t kv_dim_ = 0;
   Buffer<uint8_t> k_cache_, v_cache_;  // [layer][kv_head][position][head_dim] in kv_dtype
   Buffer<float> x_, q_, k_, v_, attn_, gate_, up_;
+  Buffer<float> proj_;  // [chunk, hidden]: attention / MLP output before its output norm
   std::vector<Buffer<float>> normed_;  // per thread: rmsnorm output [chunk, hidden]
   std::vector<Buffer<float>> scores_;  // per thread: attention scores [max_seq_len]
 };
