@@ -22,6 +22,8 @@ SUPPORTED_ARCHITECTURES: dict[str, str] = {
     "LlamaForCausalLM": "llama",
     "MistralForCausalLM": "mistral",
     "Qwen2ForCausalLM": "qwen2",
+    "Qwen3ForCausalLM": "qwen3",
+    "Gemma3ForCausalLM": "gemma3_text",
 }
 
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
@@ -47,12 +49,34 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "use_sliding_window": False,
         "max_window_layers": 28,
     },
+    "qwen3": {
+        "max_position_embeddings": 32768,
+        "num_key_value_heads": 32,
+        "head_dim": 128,
+        "bos_token_id": None,
+        "eos_token_id": None,
+        "sliding_window": 4096,
+        "use_sliding_window": False,
+        "max_window_layers": 28,
+    },
+    "gemma3_text": {
+        "max_position_embeddings": 131072,
+        "num_key_value_heads": 4,
+        "head_dim": 256,
+        "bos_token_id": 2,
+        "eos_token_id": 1,
+        "sliding_window": 4096,
+        "tie_word_embeddings": True,
+        "query_pre_attn_scalar": 256,
+    },
 }
 
 _REQUIRED_INT_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
 
 # hidden_act values that transformers maps to SiLU (ACT2FN): the MLP is then SwiGLU.
 _SILU_NAMES = ("silu", "swish")
+# ... and to GELU with the tanh approximation: the MLP is then GeGLU (Gemma).
+_GELU_TANH_NAMES = ("gelu_pytorch_tanh", "gelu_tanh", "gelu_new")
 
 _DTYPE_NAMES = ("float32", "float16", "bfloat16")
 
@@ -99,6 +123,14 @@ class ModelConfig:
     bos_token_id: int | None
     eos_token_ids: tuple[int, ...]
     raw: dict = field(compare=False, repr=False)
+    # Variant switches of the decoder (defaults: Llama).
+    activation: str = "silu"  # gated MLP: "silu" (SwiGLU) | "gelu_tanh" (GeGLU)
+    qk_norm: bool = False  # RMSNorm of each q and k head before rope (Qwen3, Gemma 3)
+    sandwich_norms: bool = False  # RMSNorm of attention and MLP outputs before the residual add (Gemma)
+    norm_weight_offset: float = 0.0  # RMSNorm scales by (offset + w): Gemma stores w - 1
+    embed_scale: float = 1.0  # token embeddings are multiplied by this (Gemma: sqrt(hidden_size))
+    attention_scale: float | None = None  # None: head_dim ** -0.5 (Gemma: query_pre_attn_scalar ** -0.5)
+    rope_local: RopeConfig | None = None  # rope of sliding-window layers when it differs (Gemma 3)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -203,6 +235,8 @@ def _parse(d: Any, source: str) -> ModelConfig:
         )
     if d.get("head_dim") is not None:
         head_dim = f.integer("head_dim", d["head_dim"])
+    elif "head_dim" in defaults and "head_dim" not in d:  # Qwen3Config, Gemma3TextConfig: a fixed default
+        head_dim = defaults["head_dim"]
     else:
         if hidden_size % num_attention_heads != 0:
             raise f.error(
@@ -217,13 +251,22 @@ def _parse(d: Any, source: str) -> ModelConfig:
     max_position_embeddings = f.integer(
         "max_position_embeddings", f.get("max_position_embeddings", defaults["max_position_embeddings"])
     )
-    tie_word_embeddings = f.boolean("tie_word_embeddings", f.get("tie_word_embeddings", False))
+    tie_word_embeddings = f.boolean(
+        "tie_word_embeddings", f.get("tie_word_embeddings", defaults.get("tie_word_embeddings", False))
+    )
 
-    hidden_act = f.get("hidden_act", "silu")
-    if hidden_act not in _SILU_NAMES:
+    gemma = model_type == "gemma3_text"
+    # Gemma3TextConfig names it hidden_activation; the others hidden_act.
+    act_field = "hidden_activation" if gemma and d.get("hidden_activation") is not None else "hidden_act"
+    hidden_act = f.get(act_field, "gelu_pytorch_tanh" if gemma else "silu")
+    if hidden_act in _SILU_NAMES:
+        activation = "silu"
+    elif hidden_act in _GELU_TANH_NAMES:
+        activation = "gelu_tanh"
+    else:
         raise f.error(
-            f"field 'hidden_act' is {hidden_act!r}; the {model_type} family runs a SwiGLU MLP and supports "
-            f"{', '.join(map(repr, _SILU_NAMES))}"
+            f"field '{act_field}' is {hidden_act!r}; the gated MLP supports SwiGLU "
+            f"({', '.join(map(repr, _SILU_NAMES))}) and GeGLU ({', '.join(map(repr, _GELU_TANH_NAMES))})"
         )
 
     if model_type == "llama":
@@ -233,10 +276,28 @@ def _parse(d: Any, source: str) -> ModelConfig:
         mlp_bias = f.boolean("mlp_bias", f.get("mlp_bias", False))
     elif model_type == "qwen2":
         qkv_bias, o_proj_bias, mlp_bias = True, False, False
+    elif model_type in ("qwen3", "gemma3_text"):
+        # Qwen3Attention and Gemma3Attention give q/k/v/o bias=attention_bias; their MLPs have none.
+        attention_bias = f.boolean("attention_bias", f.get("attention_bias", False))
+        qkv_bias, o_proj_bias, mlp_bias = attention_bias, attention_bias, False
     else:  # mistral: no biases anywhere, whatever the JSON says
         qkv_bias, o_proj_bias, mlp_bias = False, False, False
 
-    rope = _rope(f, max_position_embeddings)
+    if gemma:
+        rope, rope_local = _gemma3_ropes(f, max_position_embeddings)
+        for cap in ("final_logit_softcapping", "attn_logit_softcapping"):
+            if f.get(cap) is not None:
+                raise f.error(f"field '{cap}' is {f.get(cap)!r}; logit soft-capping is not supported yet")
+        if f.get("use_bidirectional_attention"):
+            raise f.error("field 'use_bidirectional_attention' is true; only causal attention is supported")
+        scalar = f.number("query_pre_attn_scalar", f.get("query_pre_attn_scalar", defaults["query_pre_attn_scalar"]))
+        variants = dict(
+            activation=activation, qk_norm=True, sandwich_norms=True, norm_weight_offset=1.0,
+            embed_scale=math.sqrt(hidden_size), attention_scale=scalar**-0.5, rope_local=rope_local,
+        )  # fmt: skip
+    else:
+        rope = _rope(f, max_position_embeddings)
+        variants = dict(activation=activation, qk_norm=model_type == "qwen3")
     layer_windows = _layer_windows(f, model_type, num_hidden_layers)
 
     bos_token_id = f.given_or("bos_token_id", defaults["bos_token_id"])
@@ -269,6 +330,7 @@ def _parse(d: Any, source: str) -> ModelConfig:
         bos_token_id=bos_token_id,
         eos_token_ids=eos_token_ids,
         raw=d,
+        **variants,
     )
 
 
@@ -310,15 +372,18 @@ def _check_quantization(f: _Fields) -> None:
     )
 
 
-def _rope(f: _Fields, max_position_embeddings: int) -> RopeConfig:
+def _rope(
+    f: _Fields, max_position_embeddings: int, params: Any = None, name: str | None = None, theta_default: float = 10000.0
+) -> RopeConfig:
     # transformers: `rope_scaling` (hub spelling) wins over `rope_parameters` (transformers 5 spelling);
     # values inside the dict win over the top-level rope_theta; `type` is the old name of `rope_type`.
-    params = f.d.get("rope_scaling") or f.d.get("rope_parameters") or {}
-    name = "rope_scaling" if f.d.get("rope_scaling") else "rope_parameters"
+    if params is None:
+        params = f.d.get("rope_scaling") or f.d.get("rope_parameters") or {}
+        name = "rope_scaling" if f.d.get("rope_scaling") else "rope_parameters"
     if not isinstance(params, dict):
         raise f.error(f"field '{name}' must be an object, got {params!r}")
     theta = params.get("rope_theta")
-    theta = f.get("rope_theta", 10000.0) if theta is None else theta
+    theta = f.get("rope_theta", theta_default) if theta is None else theta
     theta = f.number("rope_theta", theta)
 
     rope_type = params.get("rope_type", params.get("type", "default"))
@@ -359,6 +424,26 @@ def _rope(f: _Fields, max_position_embeddings: int) -> RopeConfig:
     )
 
 
+def _gemma3_ropes(f: _Fields, max_position_embeddings: int) -> tuple[RopeConfig, RopeConfig]:
+    """(global, local) rope of Gemma 3, as Gemma3TextConfig.convert_rope_params_to_dict builds them:
+    rope_parameters per layer type (transformers 5), or the hub's rope_theta (+ rope_scaling, which
+    applies to global layers only) and rope_local_base_freq; thetas default to 1e6 and 1e4."""
+    params = f.d.get("rope_parameters")
+    per_type = isinstance(params, dict) and ("full_attention" in params or "sliding_attention" in params)
+    full = dict(params.get("full_attention") or {}) if per_type else {}
+    local = dict(params.get("sliding_attention") or {}) if per_type else {}
+    scaling = f.d.get("rope_scaling")
+    if scaling is not None:
+        if not isinstance(scaling, dict):
+            raise f.error(f"field 'rope_scaling' must be an object, got {scaling!r}")
+        full.update(scaling)
+    full.setdefault("rope_theta", f.get("rope_theta", 1_000_000.0))
+    local.setdefault("rope_theta", f.get("rope_local_base_freq", 10_000.0))
+    global_rope = _rope(f, max_position_embeddings, full, "rope_parameters.full_attention")
+    local_rope = _rope(f, max_position_embeddings, local, "rope_parameters.sliding_attention")
+    return global_rope, local_rope
+
+
 def _window(f: _Fields, value: Any) -> int:
     return f.integer("sliding_window", value)
 
@@ -380,7 +465,19 @@ def _layer_windows(f: _Fields, model_type: str, num_hidden_layers: int) -> tuple
             return (0,) * num_hidden_layers
         return (_window(f, sliding_window),) * num_hidden_layers
 
-    # qwen2: Qwen2Config.__post_init__ sets sliding_window = None unless use_sliding_window, then
+    if model_type == "gemma3_text":
+        # Gemma3TextConfig: layer_types, else every `sliding_window_pattern`-th layer (default 6) is
+        # global and the others slide over sliding_window (default 4096).
+        sliding_window = f.given_or("sliding_window", 4096)
+        layer_types = f.d.get("layer_types")
+        if layer_types is None:
+            pattern = f.integer("sliding_window_pattern", f.get("sliding_window_pattern", 6))
+            layer_types = [
+                "sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(num_hidden_layers)
+            ]
+        return _windows_from_layer_types(f, layer_types, sliding_window, num_hidden_layers)
+
+    # qwen2, qwen3: Qwen2Config.__post_init__ sets sliding_window = None unless use_sliding_window, then
     # (when layer_types is absent) marks layer i sliding iff sliding_window is set and
     # i >= max_window_layers. A layer_types list in the JSON is used as given.
     use_sliding_window = f.boolean("use_sliding_window", f.get("use_sliding_window", False))
@@ -397,6 +494,10 @@ def _layer_windows(f: _Fields, model_type: str, num_hidden_layers: int) -> tuple
         max_window_layers = f.integer("max_window_layers", f.get("max_window_layers", 28), minimum=0)
         return tuple(window if i >= max_window_layers else 0 for i in range(num_hidden_layers))
 
+    return _windows_from_layer_types(f, layer_types, sliding_window, num_hidden_layers)
+
+
+def _windows_from_layer_types(f: _Fields, layer_types: Any, sliding_window: Any, num_hidden_layers: int) -> tuple[int, ...]:
     if not isinstance(layer_types, list) or len(layer_types) != num_hidden_layers:
         raise f.error(
             f"field 'layer_types' must be a list of {num_hidden_layers} entries (num_hidden_layers), "

@@ -219,7 +219,10 @@ class LLM:
 
         cfg = self.config
         rotary_dim = cfg.head_dim
-        cos, sin = rope_tables(cfg.rope, rotary_dim, max_seq_len)
+        # One rope table for full-attention layers and, when it differs (Gemma 3), one for sliding ones.
+        ropes = [cfg.rope] if cfg.rope_local is None else [cfg.rope, cfg.rope_local]
+        tables = [rope_tables(rope, rotary_dim, max_seq_len) for rope in ropes]
+        layer_rope = [1 if cfg.rope_local is not None and window > 0 else 0 for window in cfg.layer_windows]
         engine_config = {
             "vocab_size": cfg.vocab_size,
             "hidden_size": cfg.hidden_size,
@@ -230,10 +233,13 @@ class LLM:
             "head_dim": cfg.head_dim,
             "rotary_dim": rotary_dim,
             "rope_style": "neox",
-            "rope_cos": cos,
-            "rope_sin": sin,
+            "rope_cos": [cos for cos, _ in tables],
+            "rope_sin": [sin for _, sin in tables],
+            "layer_rope": layer_rope,
             "rms_norm_eps": cfg.rms_norm_eps,
-            "attention_scale": cfg.head_dim**-0.5,
+            "attention_scale": cfg.attention_scale if cfg.attention_scale is not None else cfg.head_dim**-0.5,
+            "embed_scale": cfg.embed_scale,
+            "activation": cfg.activation,
             "max_seq_len": max_seq_len,
             "kv_dtype": kv_dtype,
             "layer_windows": list(cfg.layer_windows),

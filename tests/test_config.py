@@ -417,3 +417,38 @@ def test_from_file_errors(tmp_path) -> None:
 def test_from_dict_refuses_non_objects() -> None:
     with pytest.raises(ConfigError, match="JSON object"):
         ModelConfig.from_dict([1, 2])  # type: ignore[arg-type]
+
+
+def test_gemma3_hub_spelling() -> None:
+    """Hub Gemma 3 configs: rope_theta (+ rope_scaling for global layers only), rope_local_base_freq,
+    sliding_window_pattern; defaults as Gemma3TextConfig (global 1e6, local 1e4, every 6th layer global)."""
+    from slmcore.config import RopeConfig
+
+    base = {"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "vocab_size": 16, "hidden_size": 8,
+            "intermediate_size": 8, "num_hidden_layers": 7, "num_attention_heads": 2, "num_key_value_heads": 1,
+            "head_dim": 4, "sliding_window": 3}
+    c = ModelConfig.from_dict(base)
+    assert c.rope == RopeConfig(theta=1_000_000.0, rope_type="default")
+    assert c.rope_local == RopeConfig(theta=10_000.0, rope_type="default")
+    assert c.layer_windows == (3, 3, 3, 3, 3, 0, 3)
+    assert c.activation == "gelu_tanh" and c.qk_norm and c.sandwich_norms and c.norm_weight_offset == 1.0
+    assert c.attention_scale == 256**-0.5 and c.embed_scale == 8**0.5 and c.tie_word_embeddings
+    c = ModelConfig.from_dict({**base, "rope_theta": 5e5, "rope_local_base_freq": 5e3, "sliding_window_pattern": 2,
+                               "rope_scaling": {"rope_type": "linear", "factor": 8.0}, "query_pre_attn_scalar": 64})
+    assert c.rope == RopeConfig(theta=5e5, rope_type="linear", factor=8.0)
+    assert c.rope_local == RopeConfig(theta=5e3, rope_type="default")
+    assert c.layer_windows == (3, 0, 3, 0, 3, 0, 3) and c.attention_scale == 64**-0.5
+    for bad in ({"final_logit_softcapping": 30.0}, {"attn_logit_softcapping": 50.0},
+                {"use_bidirectional_attention": True}, {"hidden_activation": "relu"}):
+        with pytest.raises(ConfigError):
+            ModelConfig.from_dict({**base, **bad})
+
+
+def test_qwen3_defaults() -> None:
+    base = {"architectures": ["Qwen3ForCausalLM"], "vocab_size": 16, "hidden_size": 8, "intermediate_size": 8,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1}
+    c = ModelConfig.from_dict(base)
+    assert c.head_dim == 128 and c.qk_norm and not c.qkv_bias and c.layer_windows == (0, 0)  # Qwen3Config defaults
+    c = ModelConfig.from_dict({**base, "attention_bias": True, "use_sliding_window": True, "sliding_window": 4,
+                               "max_window_layers": 1, "head_dim": 4})
+    assert c.qkv_bias and c.o_proj_bias and c.layer_windows == (0, 4)

@@ -36,6 +36,17 @@ CASES = [
     ("qwen2-window-layers", "qwen2", dict(use_sliding_window=True, sliding_window=6, max_window_layers=1,
                                           num_hidden_layers=3)),
     ("qwen2-window-off", "qwen2", dict(use_sliding_window=False, sliding_window=4, tie_word_embeddings=True)),
+    ("qwen3-qk-norm-bias", "qwen3", dict(head_dim=24, attention_bias=True, tie_word_embeddings=False)),
+    ("qwen3-window-layers", "qwen3", dict(head_dim=16, use_sliding_window=True, sliding_window=5, max_window_layers=1,
+                                          num_hidden_layers=3, tie_word_embeddings=True)),
+    # Gemma 3: GeGLU, q/k norms, sandwich norms, (1+w) norms, scaled embedding, query_pre_attn_scalar
+    # != head_dim, MQA, window 6 on two of three layers with their own rope, linear scaling on the global one.
+    ("gemma3", "gemma3_text", dict(
+        head_dim=32, num_key_value_heads=1, num_hidden_layers=3, query_pre_attn_scalar=48, sliding_window=6,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        rope_parameters={"full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0},
+                         "sliding_attention": {"rope_type": "default", "rope_theta": 1000.0}},
+    )),
 ]
 
 SEQ = [3, 17, 250, 4, 99, 1, 0, 288, 77, 12, 5, 160, 33, 2, 201, 45, 6, 7, 299, 88, 100, 150, 42]
@@ -270,3 +281,22 @@ def test_slm_cpu_isa_environment_variable(models, isa, tmp_path):
     assert good.stdout.strip() == isa
     bad = run("mmx")
     assert bad.returncode != 0 and "InvalidArgumentError" in bad.stderr
+
+
+@pytest.mark.parametrize("case_id,change", [
+    ("gemma3", dict(rope_local=None)),
+    ("gemma3", dict(embed_scale=1.0)),
+    ("gemma3", dict(sandwich_norms=False)),
+    ("gemma3", dict(attention_scale=32**-0.5)),
+    ("gemma3", dict(activation="silu")),
+    ("gemma3", dict(norm_weight_offset=0.0)),
+    ("gemma3", dict(layer_windows=(0, 0, 0))),
+    ("qwen3-qk-norm-bias", dict(qk_norm=False)),
+])
+def test_each_variant_switch_matters(models, reference_logits, monkeypatch, case_id, change):
+    """Turning any one of a family's switches off moves the logits far outside the tolerance, so
+    the comparison with transformers checks every switch."""
+    real_from_file = ModelConfig.from_file
+    monkeypatch.setattr(ModelConfig, "from_file", classmethod(lambda cls, path: replace(real_from_file(path), **change)))
+    with slmcore.LLM(models(case_id)) as llm:
+        assert np.abs(llm.logits(SEQ) - reference_logits(case_id)).max() > 100 * F32_TOL

@@ -430,13 +430,17 @@ def expected_names(n_layers: int, qkv_bias=False, o_bias=False, mlp_bias=False) 
 
 
 def test_family_registry() -> None:
-    for arch in ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"):
+    from slmcore.models import gemma3
+
+    for arch, family in (("LlamaForCausalLM", llama), ("MistralForCausalLM", llama), ("Qwen2ForCausalLM", llama),
+                         ("Qwen3ForCausalLM", llama), ("Gemma3ForCausalLM", gemma3)):
         config = ModelConfig.from_dict(
             {"architectures": [arch], "vocab_size": 8, "hidden_size": 8, "intermediate_size": 8,
-             "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2}
+             "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 4}
         )  # fmt: skip
-        assert family_for(config) is llama
-    assert llama.GRAPH == "llama" and llama.MODEL_TYPES == ("llama", "mistral", "qwen2")
+        assert family_for(config) is family
+    assert llama.GRAPH == gemma3.GRAPH == "llama"
+    assert llama.MODEL_TYPES == ("llama", "mistral", "qwen2", "qwen3") and gemma3.MODEL_TYPES == ("gemma3_text",)
 
 
 @pytest.mark.parametrize(

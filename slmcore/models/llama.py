@@ -1,8 +1,12 @@
-"""The llama family (llama, mistral, qwen2): HF weight names -> the engine's canonical weights.
+"""The llama family (llama, mistral, qwen2, qwen3): HF weight names -> the engine's canonical weights.
 
-Canonical names are HF's without the `model.` prefix and the `.weight` suffix (biases keep
-`.bias`): embed_tokens, norm, lm_head, layers.{i}.input_layernorm, layers.{i}.self_attn.q_proj, ...
-The three model types differ only in config (biases, sliding windows), which config.py resolves.
+Canonical names are Llama's HF names without the `model.` prefix and the `.weight` suffix (biases
+keep `.bias`): embed_tokens, norm, lm_head, layers.{i}.input_layernorm, layers.{i}.self_attn.q_proj,
+..., layers.{i}.post_attention_layernorm (the norm before the MLP), plus the optional
+layers.{i}.self_attn.q_norm / k_norm (Qwen3, Gemma 3) and layers.{i}.attn_output_norm /
+mlp_output_norm (Gemma's norms of the block outputs). The model types differ only in config
+(biases, windows, head norms), which config.py resolves; other families reuse engine_weights with
+their own layer-name map (see gemma3.py).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from slmcore.errors import InvalidArgumentError, ModelFormatError
 from slmcore.loader import WEIGHT_DTYPES, Checkpoint, convert
 
 GRAPH = "llama"
-MODEL_TYPES = ("llama", "mistral", "qwen2")
+MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 
 
 def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -48,32 +52,51 @@ def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
             shapes[f"{layer}.mlp.gate_proj.bias"] = (inter,)
             shapes[f"{layer}.mlp.up_proj.bias"] = (inter,)
             shapes[f"{layer}.mlp.down_proj.bias"] = (hidden,)
+        if config.qk_norm:
+            shapes[f"{layer}.self_attn.q_norm"] = (config.head_dim,)
+            shapes[f"{layer}.self_attn.k_norm"] = (config.head_dim,)
+        if config.sandwich_norms:
+            shapes[f"{layer}.attn_output_norm"] = (hidden,)
+            shapes[f"{layer}.mlp_output_norm"] = (hidden,)
     return shapes
 
 
-def _hf_names(canonical: str) -> tuple[str, ...]:
+def _hf_names(canonical: str, layer_names: dict[str, str]) -> tuple[str, ...]:
     """Checkpoint names to try for a canonical name: `model.`-prefixed first, then bare."""
+    prefix, dot, rest = canonical.partition(".")
+    if prefix == "layers" and dot:
+        index, _, part = rest.partition(".")
+        canonical = f"layers.{index}.{layer_names.get(part, part)}"
     name = canonical if canonical.endswith(".bias") else f"{canonical}.weight"
     if canonical == "lm_head":
         return (name,)
     return (f"model.{name}", name)
 
 
+def _is_norm(canonical: str) -> bool:
+    return canonical.endswith("norm")
+
+
 def _is_vector(canonical: str) -> bool:
     """Norm weights and biases: always handed over as float32."""
-    return canonical.endswith((".bias", "norm", "layernorm"))
+    return canonical.endswith(".bias") or _is_norm(canonical)
 
 
 def engine_weights(
-    config: ModelConfig, checkpoint: Checkpoint, dtype: str = "auto"
+    config: ModelConfig, checkpoint: Checkpoint, dtype: str = "auto", layer_names: dict[str, str] | None = None
 ) -> dict[str, tuple[np.ndarray, str]]:
-    """Canonical name -> (array, dtype): shape-checked; matrices in dtype ("auto" = stored, zero-copy)."""
+    """Canonical name -> (array, dtype): shape-checked; matrices in dtype ("auto" = stored, zero-copy).
+
+    layer_names maps a canonical per-layer name (e.g. "post_attention_layernorm") to the family's
+    HF name when they differ. Norm weights get config.norm_weight_offset added (Gemma stores w - 1).
+    """
+    layer_names = layer_names or {}
     if dtype != "auto" and dtype not in WEIGHT_DTYPES:
         raise InvalidArgumentError(f"dtype must be 'auto' or one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
 
     shapes = _expected_shapes(config)
-    hf_name = {canonical: _find(checkpoint, canonical) for canonical in shapes if canonical != "lm_head"}
-    lm_head_name = None if config.tie_word_embeddings else _find(checkpoint, "lm_head", required=False)
+    hf_name = {canonical: _find(checkpoint, canonical, layer_names) for canonical in shapes if canonical != "lm_head"}
+    lm_head_name = None if config.tie_word_embeddings else _find(checkpoint, "lm_head", layer_names, required=False)
     if not config.tie_word_embeddings and lm_head_name is None:
         raise ModelFormatError(
             f"{checkpoint.model_dir}: the checkpoint has no lm_head.weight and tie_word_embeddings is false "
@@ -97,17 +120,22 @@ def engine_weights(
     for canonical, name in hf_name.items():
         array, stored = checkpoint.tensor(name)
         target = "float32" if _is_vector(canonical) else (stored if dtype == "auto" else dtype)
-        weights[canonical] = (convert(array, stored, target), target)
+        converted = convert(array, stored, target)
+        if _is_norm(canonical) and config.norm_weight_offset:
+            converted = converted + np.float32(config.norm_weight_offset)  # float32, as transformers computes 1 + w
+        weights[canonical] = (converted, target)
     if "lm_head" not in weights:
         weights["lm_head"] = weights["embed_tokens"]
     return weights
 
 
-def _find(checkpoint: Checkpoint, canonical: str, required: bool = True) -> str | None:
+def _find(checkpoint: Checkpoint, canonical: str, layer_names: dict[str, str], required: bool = True) -> str | None:
     """The checkpoint's name for a canonical weight; ModelFormatError (or None) when it has none."""
-    for name in _hf_names(canonical):
+    for name in _hf_names(canonical, layer_names):
         if name in checkpoint.tensors or name in checkpoint.unsupported:
             return name
     if not required:
         return None
-    raise ModelFormatError(f"{checkpoint.model_dir}: the checkpoint has no tensor {_hf_names(canonical)[0]!r}")
+    raise ModelFormatError(
+        f"{checkpoint.model_dir}: the checkpoint has no tensor {_hf_names(canonical, layer_names)[0]!r}"
+    )

@@ -1,0 +1,30 @@
+"""Gemma 3 text models (gemma3_text): the llama graph with GeGLU, q/k head norms, norms of the
+attention and MLP outputs, (1 + w) RMSNorm weights, an embedding scaled by sqrt(hidden_size), and
+sliding-window layers with their own rope base (config.py resolves all of these switches).
+
+Only the per-layer norm names differ from the canonical (Llama) ones: Gemma's
+post_attention_layernorm normalises the attention output, and pre_feedforward_layernorm is the
+norm before the MLP (the canonical post_attention_layernorm).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from slmcore.config import ModelConfig
+from slmcore.loader import Checkpoint
+from slmcore.models import llama
+
+GRAPH = "llama"
+MODEL_TYPES = ("gemma3_text",)
+
+LAYER_NAMES = {
+    "post_attention_layernorm": "pre_feedforward_layernorm",
+    "attn_output_norm": "post_attention_layernorm",
+    "mlp_output_norm": "post_feedforward_layernorm",
+}
+
+
+def engine_weights(config: ModelConfig, checkpoint: Checkpoint, dtype: str = "auto") -> dict[str, tuple[np.ndarray, str]]:
+    """Canonical name -> (array, dtype), as llama.engine_weights with Gemma's layer names."""
+    return llama.engine_weights(config, checkpoint, dtype, layer_names=LAYER_NAMES)
