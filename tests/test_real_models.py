@@ -1,5 +1,6 @@
-"""Real-model tier (`pytest -m slow`): SmolLM2-135M-Instruct from its PyPI-carried GGUF, converted
-by slmcore, against transformers loading the same GGUF in float32 (DESIGN.md section 6)."""
+"""Real-model tier (`pytest -m slow`): SmolLM2-135M-Instruct and Gemma-3-270M from their
+PyPI-carried GGUF files, converted by slmcore, against transformers loading the same GGUF in
+float32 (DESIGN.md section 6)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 import slmcore
-from real_models import smollm2_gguf
+from real_models import gemma3_gguf, smollm2_gguf
 
 pytestmark = pytest.mark.slow
 
@@ -24,20 +25,31 @@ CHATS = [
 GREEDY_TOKENS = 32
 
 
-@pytest.fixture(scope="module")
-def smollm2(tmp_path_factory):
-    """(our LLM on the f32 conversion, transformers model, transformers tokenizer)."""
-    torch = pytest.importorskip("torch")
+def _load_pair(gguf, tmp_path_factory, name):
+    """(our LLM on the f32 conversion, transformers model, transformers tokenizer) for one GGUF."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from slmcore.convert import convert_gguf
 
-    gguf = smollm2_gguf()
-    out = convert_gguf(gguf, tmp_path_factory.mktemp("smollm2") / "model", dtype="float32", progress=False)
+    out = convert_gguf(gguf, tmp_path_factory.mktemp(name) / "model", dtype="float32", progress=False)
     torch.set_num_threads(2)
     ref_model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     ref_tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    with slmcore.LLM(out, threads=2) as llm:
+    return slmcore.LLM(out, threads=2), ref_model, ref_tok
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory):
+    llm, ref_model, ref_tok = _load_pair(smollm2_gguf(), tmp_path_factory, "smollm2")
+    with llm:
+        yield llm, ref_model, ref_tok
+
+
+@pytest.fixture(scope="module")
+def gemma3(tmp_path_factory):
+    llm, ref_model, ref_tok = _load_pair(gemma3_gguf(), tmp_path_factory, "gemma3")
+    with llm:
         yield llm, ref_model, ref_tok
 
 
@@ -97,3 +109,43 @@ def test_greedy_generation_chat(smollm2, messages):
     out = llm.chat(messages, slmcore.SamplingParams(temperature=0, max_tokens=GREEDY_TOKENS, ignore_eos=True))
     _assert_greedy_identical(out.token_ids, ref, margins)
     assert out.text == ref_tok.decode(out.token_ids, skip_special_tokens=True)
+
+
+
+# Gemma-3-270M: a base model with a 512-token sliding window on 5 of every 6 layers.
+LONG_PROMPT = " ".join(f"Item {i}: the {['red', 'green', 'blue', 'small', 'large'][i % 5]} box holds {i * 7 % 13} stones."
+                       for i in range(60))
+
+
+def test_gemma3_logits_match_transformers(gemma3):
+    llm, ref_model, ref_tok = gemma3
+    for text in PROMPTS + [LONG_PROMPT]:
+        ids = ref_tok.encode(text)
+        assert llm.tokenizer.encode(text) == ids
+        ours, ref = llm.logits(ids), _ref_logits(ref_model, ids)
+        rel = np.abs(ours - ref).max(axis=1) / np.abs(ref).max(axis=1)
+        assert rel.max() <= 1e-3, (text[:40], rel.max())
+    assert len(ref_tok.encode(LONG_PROMPT)) > 600  # longer than the sliding window
+
+
+@pytest.mark.parametrize("prompt", PROMPTS[:2] + [LONG_PROMPT], ids=["capital", "code", "long"])
+def test_gemma3_greedy_generation(gemma3, prompt):
+    llm, ref_model, ref_tok = gemma3
+    ids = ref_tok.encode(prompt)
+    ref, margins = _greedy_reference(ref_model, ids, GREEDY_TOKENS)
+    out = llm.generate([ids], slmcore.SamplingParams(temperature=0, max_tokens=GREEDY_TOKENS, ignore_eos=True))[0]
+    _assert_greedy_identical(out.token_ids, ref, margins)
+
+
+def test_gemma3_chat_templated_greedy(gemma3):
+    """The standard Gemma 3 template, supplied by the test (the GGUF carries none)."""
+    from test_chat import GEMMA3_TEMPLATE
+
+    llm, ref_model, ref_tok = gemma3
+    messages = [{"role": "user", "content": "Write one sentence about the moon."}]
+    ids = ref_tok.apply_chat_template(messages, chat_template=GEMMA3_TEMPLATE, add_generation_prompt=True,
+                                      tokenize=True, return_dict=False)
+    assert llm.tokenizer.encode_chat(messages, template=GEMMA3_TEMPLATE) == list(ids)
+    ref, margins = _greedy_reference(ref_model, list(ids), GREEDY_TOKENS)
+    out = llm.generate([list(ids)], slmcore.SamplingParams(temperature=0, max_tokens=GREEDY_TOKENS, ignore_eos=True))[0]
+    _assert_greedy_identical(out.token_ids, ref, margins)
