@@ -24,9 +24,10 @@ SUPPORTED_ARCHITECTURES: dict[str, str] = {
     "Qwen2ForCausalLM": "qwen2",
     "Qwen3ForCausalLM": "qwen3",
     "Gemma3ForCausalLM": "gemma3_text",
+    "Phi3ForCausalLM": "phi3",
 }
 
-SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
+SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "longrope")
 
 # Per-family defaults for optional fields, as in transformers 5.24's config classes. Note the two
 # surprising ones: MistralConfig's sliding_window is 4096 when the key is absent, and Qwen2Config's
@@ -58,6 +59,13 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "sliding_window": 4096,
         "use_sliding_window": False,
         "max_window_layers": 28,
+    },
+    "phi3": {
+        "max_position_embeddings": 4096,
+        "num_key_value_heads": None,
+        "bos_token_id": 1,
+        "eos_token_id": 32000,
+        "sliding_window": None,
     },
     "gemma3_text": {
         "max_position_embeddings": 131072,
@@ -94,6 +102,11 @@ class RopeConfig:
     low_freq_factor: float = 1.0
     high_freq_factor: float = 4.0
     original_max_position_embeddings: int | None = None
+    # longrope (Phi-3 "su"): per-frequency divisors for contexts up to / beyond the original
+    # length, and the factor cos and sin are multiplied by.
+    short_factor: tuple[float, ...] | None = None
+    long_factor: tuple[float, ...] | None = None
+    attention_factor: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -131,6 +144,7 @@ class ModelConfig:
     embed_scale: float = 1.0  # token embeddings are multiplied by this (Gemma: sqrt(hidden_size))
     attention_scale: float | None = None  # None: head_dim ** -0.5 (Gemma: query_pre_attn_scalar ** -0.5)
     rope_local: RopeConfig | None = None  # rope of sliding-window layers when it differs (Gemma 3)
+    rotary_dim: int | None = None  # dimensions of each head that rotate (None: all; Phi-4-mini rotates 3/4)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -276,6 +290,8 @@ def _parse(d: Any, source: str) -> ModelConfig:
         mlp_bias = f.boolean("mlp_bias", f.get("mlp_bias", False))
     elif model_type == "qwen2":
         qkv_bias, o_proj_bias, mlp_bias = True, False, False
+    elif model_type == "phi3":
+        qkv_bias, o_proj_bias, mlp_bias = False, False, False
     elif model_type in ("qwen3", "gemma3_text"):
         # Qwen3Attention and Gemma3Attention give q/k/v/o bias=attention_bias; their MLPs have none.
         attention_bias = f.boolean("attention_bias", f.get("attention_bias", False))
@@ -295,6 +311,15 @@ def _parse(d: Any, source: str) -> ModelConfig:
             activation=activation, qk_norm=True, sandwich_norms=True, norm_weight_offset=1.0,
             embed_scale=math.sqrt(hidden_size), attention_scale=scalar**-0.5, rope_local=rope_local,
         )  # fmt: skip
+    elif model_type == "phi3":
+        params = f.d.get("rope_scaling") or f.d.get("rope_parameters") or {}
+        partial = params.get("partial_rotary_factor", f.d.get("partial_rotary_factor", 1.0)) if isinstance(params, dict) else 1.0
+        partial = f.number("partial_rotary_factor", partial)
+        rotary_dim = int(head_dim * partial)
+        if rotary_dim < 2 or rotary_dim % 2 or partial > 1.0:
+            raise f.error(f"field 'partial_rotary_factor' ({partial}) must leave an even number of rotary dimensions")
+        rope = _rope(f, max_position_embeddings, allow_partial=True, rotary_dim=rotary_dim)
+        variants = dict(activation=activation, rotary_dim=rotary_dim)
     else:
         rope = _rope(f, max_position_embeddings)
         variants = dict(activation=activation, qk_norm=model_type == "qwen3")
@@ -373,7 +398,13 @@ def _check_quantization(f: _Fields) -> None:
 
 
 def _rope(
-    f: _Fields, max_position_embeddings: int, params: Any = None, name: str | None = None, theta_default: float = 10000.0
+    f: _Fields,
+    max_position_embeddings: int,
+    params: Any = None,
+    name: str | None = None,
+    theta_default: float = 10000.0,
+    allow_partial: bool = False,
+    rotary_dim: int | None = None,
 ) -> RopeConfig:
     # transformers: `rope_scaling` (hub spelling) wins over `rope_parameters` (transformers 5 spelling);
     # values inside the dict win over the top-level rope_theta; `type` is the old name of `rope_type`.
@@ -387,12 +418,19 @@ def _rope(
     theta = f.number("rope_theta", theta)
 
     rope_type = params.get("rope_type", params.get("type", "default"))
+    if rotary_dim is not None and rope_type in ("su", "yarn"):
+        rope_type = "longrope"  # Phi3Config's renaming
+    if rope_type == "longrope" and rotary_dim is None:
+        raise f.error(
+            f"{name}.rope_type 'longrope' is supported for phi3 models only; supported rope types here: "
+            "default, linear, llama3"
+        )
     if rope_type not in SUPPORTED_ROPE_TYPES:
         raise f.error(
             f"{name}.rope_type {rope_type!r} is not supported; supported rope types: {', '.join(SUPPORTED_ROPE_TYPES)}"
         )
     partial = params.get("partial_rotary_factor", f.d.get("partial_rotary_factor"))
-    if partial is not None and f.number("partial_rotary_factor", partial) != 1.0:
+    if partial is not None and f.number("partial_rotary_factor", partial) != 1.0 and not allow_partial:
         raise f.error(f"field 'partial_rotary_factor' is {partial}; the llama family rotates the whole head (1.0)")
 
     def required_number(key: str) -> float:
@@ -404,6 +442,8 @@ def _rope(
         return RopeConfig(theta=theta, rope_type="default")
     if rope_type == "linear":
         return RopeConfig(theta=theta, rope_type="linear", factor=required_number("factor"))
+    if rope_type == "longrope":
+        return _longrope(f, params, name, theta, max_position_embeddings, rotary_dim)
     # llama3: a top-level original_max_position_embeddings wins, then the dict's, then max_position_embeddings.
     original = f.d.get("original_max_position_embeddings")
     if original is None:
@@ -422,6 +462,32 @@ def _rope(
         high_freq_factor=high,
         original_max_position_embeddings=original,
     )
+
+
+def _longrope(f: _Fields, params: dict, name: str, theta: float, max_position_embeddings: int, rotary_dim: int) -> RopeConfig:
+    """Phi-3 LongRoPE as transformers' _compute_longrope_parameters: inv_freq divided per frequency
+    by short_factor (or long_factor past original_max_position_embeddings), cos/sin multiplied by
+    attention_factor (default sqrt(1 + ln(factor) / ln(original)), factor = max / original)."""
+    original = f.integer(
+        "original_max_position_embeddings",
+        params.get("original_max_position_embeddings", f.d.get("original_max_position_embeddings", max_position_embeddings)),
+    )
+    factors = {}
+    for key in ("short_factor", "long_factor"):
+        values = params.get(key)
+        if (not isinstance(values, list) or len(values) != rotary_dim // 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values)):
+            raise f.error(f"{name}.{key} must be a list of {rotary_dim // 2} positive numbers (rotary_dim / 2)")
+        factors[key] = tuple(float(v) for v in values)
+    factor = params.get("factor")
+    factor = max_position_embeddings / original if factor is None else f.number(f"{name}.factor", factor)
+    attention_factor = params.get("attention_factor")
+    if attention_factor is None:
+        attention_factor = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original))
+    return RopeConfig(
+        theta=theta, rope_type="longrope", factor=factor, original_max_position_embeddings=original,
+        attention_factor=f.number(f"{name}.attention_factor", attention_factor), **factors,
+    )  # fmt: skip
 
 
 def _gemma3_ropes(f: _Fields, max_position_embeddings: int) -> tuple[RopeConfig, RopeConfig]:
@@ -465,6 +531,10 @@ def _layer_windows(f: _Fields, model_type: str, num_hidden_layers: int) -> tuple
             return (0,) * num_hidden_layers
         return (_window(f, sliding_window),) * num_hidden_layers
 
+    if model_type == "phi3":
+        # Phi3Model: every layer slides when sliding_window is set (null or absent: none).
+        sliding_window = f.get("sliding_window")
+        return (0,) * num_hidden_layers if sliding_window is None else (_window(f, sliding_window),) * num_hidden_layers
     if model_type == "gemma3_text":
         # Gemma3TextConfig: layer_types, else every `sliding_window_pattern`-th layer (default 6) is
         # global and the others slide over sliding_window (default 4096).

@@ -218,7 +218,7 @@ class LLM:
         self._bytes_per_token = _weight_bytes_per_token(weights)
 
         cfg = self.config
-        rotary_dim = cfg.head_dim
+        rotary_dim = cfg.rotary_dim or cfg.head_dim
         # One rope table for full-attention layers and, when it differs (Gemma 3), one for sliding ones.
         ropes = [cfg.rope] if cfg.rope_local is None else [cfg.rope, cfg.rope_local]
         tables = [rope_tables(rope, rotary_dim, max_seq_len) for rope in ropes]

@@ -34,7 +34,9 @@ def inverse_frequencies(rope: RopeConfig, rotary_dim: int) -> np.ndarray:
         return inv_freq / f32(rope.factor)
     if rope.rope_type == "llama3":
         return _llama3_scaling(rope, inv_freq)
-    raise ConfigError(f"rope_type {rope.rope_type!r} is not supported; supported: default, linear, llama3")
+    if rope.rope_type == "longrope":
+        return inv_freq  # divided per frequency in rope_tables, which knows the context length
+    raise ConfigError(f"rope_type {rope.rope_type!r} is not supported; supported: default, linear, llama3, longrope")
 
 
 def _llama3_scaling(rope: RopeConfig, inv_freq: np.ndarray) -> np.ndarray:
@@ -65,5 +67,17 @@ def rope_tables(rope: RopeConfig, rotary_dim: int, n_positions: int) -> tuple[np
     if n_positions < 0:
         raise InvalidArgumentError(f"n_positions must be >= 0, got {n_positions}")
     inv_freq = inverse_frequencies(rope, rotary_dim)
+    scale = np.float32(1.0)
+    if rope.rope_type == "longrope":
+        # transformers switches to long_factor once the sequence outgrows the original context; an
+        # engine's table covers its whole max_seq_len, so the choice is made once for that length.
+        long = n_positions > (rope.original_max_position_embeddings or 0)
+        ext = np.asarray(rope.long_factor if long else rope.short_factor, dtype=np.float32)
+        exponents = np.arange(0, rotary_dim, 2, dtype=np.int64).astype(np.float32) / np.float32(rotary_dim)
+        base = (np.float64(np.float32(rope.theta)) ** exponents.astype(np.float64)).astype(np.float32)
+        inv_freq = np.float32(1.0) / (ext * base)
+        scale = np.float32(rope.attention_factor)
     angles = np.arange(n_positions, dtype=np.int64).astype(np.float32)[:, None] * inv_freq[None, :]
-    return np.cos(angles), np.sin(angles)
+    if scale == 1.0:
+        return np.cos(angles), np.sin(angles)
+    return np.cos(angles) * scale, np.sin(angles) * scale

@@ -39,6 +39,21 @@ CASES = [
     ("qwen3-qk-norm-bias", "qwen3", dict(head_dim=24, attention_bias=True, tie_word_embeddings=False)),
     ("qwen3-window-layers", "qwen3", dict(head_dim=16, use_sliding_window=True, sliding_window=5, max_window_layers=1,
                                           num_hidden_layers=3, tie_word_embeddings=True)),
+    ("phi3-fused", "phi3", dict(sliding_window=7, tie_word_embeddings=False, pad_token_id=0)),
+    # Phi-3.5-style LongRoPE with Phi-4-mini's partial rotary (3/4 of head_dim 16 -> 12 dims, 6 factors).
+    # transformers uses short_factor while the sequence fits original_max_position_embeddings and
+    # long_factor beyond; slmcore decides once for max_seq_len (default min(max_position_embeddings,
+    # 4096)). Both cases agree with transformers on the 23-token test sequence:
+    ("phi3-longrope-short", "phi3", dict(
+        max_position_embeddings=8192, original_max_position_embeddings=4096, pad_token_id=0, rope_parameters={
+            "rope_type": "longrope", "rope_theta": 10000.0, "partial_rotary_factor": 0.75,
+            "short_factor": [1.0, 1.1, 1.3, 1.7, 2.3, 3.1], "long_factor": [1.0, 2.0, 4.0, 8.0, 16.0, 32.0]},
+    )),
+    ("phi3-longrope-long", "phi3", dict(
+        max_position_embeddings=64, original_max_position_embeddings=16, pad_token_id=0, rope_parameters={
+            "rope_type": "longrope", "rope_theta": 10000.0, "partial_rotary_factor": 0.75,
+            "short_factor": [1.0, 1.1, 1.3, 1.7, 2.3, 3.1], "long_factor": [1.0, 2.0, 4.0, 8.0, 16.0, 32.0]},
+    )),
     # Gemma 3: GeGLU, q/k norms, sandwich norms, (1+w) norms, scaled embedding, query_pre_attn_scalar
     # != head_dim, MQA, window 6 on two of three layers with their own rope, linear scaling on the global one.
     ("gemma3", "gemma3_text", dict(
@@ -292,6 +307,8 @@ def test_slm_cpu_isa_environment_variable(models, isa, tmp_path):
     ("gemma3", dict(norm_weight_offset=0.0)),
     ("gemma3", dict(layer_windows=(0, 0, 0))),
     ("qwen3-qk-norm-bias", dict(qk_norm=False)),
+    ("phi3-longrope-short", dict(rotary_dim=None)),
+    ("phi3-fused", dict(layer_windows=(0, 0))),
 ])
 def test_each_variant_switch_matters(models, reference_logits, monkeypatch, case_id, change):
     """Turning any one of a family's switches off moves the logits far outside the tolerance, so
