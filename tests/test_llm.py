@@ -14,7 +14,7 @@ import pytest
 
 import slmcore
 from slmcore import _core
-from slmcore.config import ModelConfig
+from slmcore.config import ModelConfig, RopeConfig
 from tiny_models import hf_logits, make_tiny_model
 
 ISAS = _core.kernels.available_isas()
@@ -307,7 +307,7 @@ def test_slm_cpu_isa_environment_variable(models, isa, tmp_path):
     ("gemma3", dict(norm_weight_offset=0.0)),
     ("gemma3", dict(layer_windows=(0, 0, 0))),
     ("qwen3-qk-norm-bias", dict(qk_norm=False)),
-    ("phi3-longrope-short", dict(rotary_dim=None)),
+    ("phi3-longrope-short", dict(rope=RopeConfig(theta=10000.0, rope_type="default"))),
     ("phi3-fused", dict(layer_windows=(0, 0))),
 ])
 def test_each_variant_switch_matters(models, reference_logits, monkeypatch, case_id, change):
