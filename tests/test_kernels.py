@@ -263,6 +263,33 @@ def test_rmsnorm(isa, n):
         assert np.abs(got - want).max() <= tol
 
 
+@pytest.mark.parametrize("n", [1, 7, 16, 17, 64, 100, 768, 1000])
+@pytest.mark.parametrize("isa", ISAS)
+def test_layernorm(isa, n):
+    rng = rng_for("layernorm", isa, n)
+    for scale, offset, eps in [(1.0, 0.0, 1e-5), (30.0, 5.0, 1e-5), (1e-3, -2.0, 1e-6)]:
+        x = (rng.standard_normal(n) * scale + offset).astype(np.float32)
+        w = (1 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+        b = (0.1 * rng.standard_normal(n)).astype(np.float32)
+        want = ref.layernorm(x, w, b, eps)
+        got = K.layernorm(isa, x, w, b, eps)
+        # Centring costs float32 precision in proportion to |mean| / std (the same in any float32
+        # LayerNorm): the bound scales with that condition number.
+        condition = 1 + abs(float(np.mean(x, dtype=np.float64))) / max(float(np.std(x, dtype=np.float64)), 1e-30)
+        tol = bound("layernorm", "float32", ref=want - b, n=n) * condition + 4 * np.finfo(np.float32).eps * np.abs(b).max()
+        assert np.abs(got - want).max() <= tol
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 17, 100, 3072])
+@pytest.mark.parametrize("isa", ISAS)
+def test_gelu_tanh(isa, n):
+    rng = rng_for("gelu", isa, n)
+    x = (rng.standard_normal(n) * 4).astype(np.float32)
+    want = ref.gelu_tanh(x)
+    ones = np.ones(n)
+    assert np.all(np.abs(K.gelu_tanh(isa, x) - want) <= geglu_bound(want, x, ones))
+
+
 def test_rmsnorm_argument_checks():
     E = slmcore.errors.InvalidArgumentError
     with pytest.raises(E):

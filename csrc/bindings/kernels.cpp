@@ -185,6 +185,43 @@ py::array rmsnorm(const std::string& isa, const py::object& x_obj, const py::obj
   return std::move(y);
 }
 
+py::array layernorm(const std::string& isa, const py::object& x_obj, const py::object& w_obj, const py::object& b_obj,
+                    double eps) {
+  const auto& k = table(isa);
+  const F32Array x = f32(x_obj, 1, "layernorm x [n]");
+  const F32Array w = f32(w_obj, 1, "layernorm w [n]");
+  const F32Array b = f32(b_obj, 1, "layernorm b [n]");
+  if (x.shape(0) == 0) invalid("layernorm: x is empty");
+  if (w.shape(0) != x.shape(0) || b.shape(0) != x.shape(0)) invalid("layernorm: x, w and b must have the same length");
+  if (!(eps >= 0.0) || !std::isfinite(eps)) invalid("layernorm: eps must be finite and >= 0, got " + std::to_string(eps));
+  F32Array y({x.shape(0)});
+  const float* xp = x.data();
+  const float* wp = w.data();
+  const float* bp = b.data();
+  float* yp = y.mutable_data();
+  const int64_t n = x.shape(0);
+  {
+    py::gil_scoped_release release;
+    k.layernorm(xp, wp, bp, yp, n, static_cast<float>(eps));
+  }
+  return std::move(y);
+}
+
+py::array gelu_tanh(const std::string& isa, const py::object& x_obj) {
+  const auto& k = table(isa);
+  const F32Array x = F32Array::ensure(x_obj);
+  if (!x) invalid("gelu_tanh: x must be an array of float32 (or convertible)");
+  F32Array out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  const float* xp = x.data();
+  float* op = out.mutable_data();
+  const int64_t n = x.size();
+  {
+    py::gil_scoped_release release;
+    k.gelu_tanh(xp, op, n);
+  }
+  return std::move(out);
+}
+
 py::array rope(const std::string& isa, const py::object& x_obj, const py::object& cos_obj, const py::object& sin_obj,
                int64_t rotary_dim, const std::string& style) {
   const auto& k = table(isa);
@@ -345,6 +382,8 @@ void bind_kernels(py::module_& m) {
          "y[t, o] = y0[t, o] + x[t] . w[o] + bias[o] for o in [row_begin, row_end); other rows keep y0 (zeros by "
          "default). w: float32, float16 or uint16 (bfloat16 bits), as declared by w_dtype.");
   km.def("rmsnorm", &rmsnorm, py::arg("isa"), py::arg("x"), py::arg("w"), py::arg("eps"));
+  km.def("layernorm", &layernorm, py::arg("isa"), py::arg("x"), py::arg("w"), py::arg("b"), py::arg("eps"));
+  km.def("gelu_tanh", &gelu_tanh, py::arg("isa"), py::arg("x"));
   km.def("rope", &rope, py::arg("isa"), py::arg("x"), py::arg("cos"), py::arg("sin"), py::arg("rotary_dim"),
          py::arg("style") = "neox", "A rotated copy of x [n_heads, head_dim].");
   km.def("attention", &attention, py::arg("isa"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("scale"),

@@ -47,6 +47,14 @@ def rmsnorm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * np.asarray(w, dtype=np.float64)
 
 
+def layernorm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+    """(x - mean) / sqrt(var + eps) * w + b over the last axis (biased variance)."""
+    x = np.asarray(x, dtype=np.float64)
+    d = x - x.mean(axis=-1, keepdims=True)
+    var = np.mean(d * d, axis=-1, keepdims=True)
+    return d / np.sqrt(var + eps) * np.asarray(w, dtype=np.float64) + np.asarray(b, dtype=np.float64)
+
+
 def rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, rotary_dim: int, style: str = "neox") -> np.ndarray:
     """Rotate the first rotary_dim dims of each head. x: [..., n_heads, head_dim]; cos/sin: [rotary_dim/2]
     (or broadcastable to [..., 1, rotary_dim/2])."""

@@ -41,4 +41,11 @@ void gated(const float* gate, const float* up, float* out, int64_t n) {
 void swiglu(const float* gate, const float* up, float* out, int64_t n) { gated<swiglu8>(gate, up, out, n); }
 void geglu(const float* gate, const float* up, float* out, int64_t n) { gated<geglu8>(gate, up, out, n); }
 
+void gelu_tanh(const float* x, float* out, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) _mm256_storeu_ps(out + i, geglu8(_mm256_loadu_ps(x + i), one));
+  if (i < n) store_partial(out + i, geglu8(load_partial(x + i, n - i), one), n - i);
+}
+
 }  // namespace slm::kernels::avx2

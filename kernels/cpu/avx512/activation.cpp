@@ -42,4 +42,12 @@ void gated(const float* gate, const float* up, float* out, int64_t n) {
 void swiglu(const float* gate, const float* up, float* out, int64_t n) { gated<swiglu16>(gate, up, out, n); }
 void geglu(const float* gate, const float* up, float* out, int64_t n) { gated<geglu16>(gate, up, out, n); }
 
+void gelu_tanh(const float* x, float* out, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < n; i += kLanes) {
+    const __mmask16 m = first_lanes(n - i < kLanes ? n - i : kLanes);
+    _mm512_mask_storeu_ps(out + i, m, geglu16(_mm512_maskz_loadu_ps(m, x + i), one));
+  }
+}
+
 }  // namespace slm::kernels::avx512

@@ -35,4 +35,11 @@ void geglu(const float* gate, const float* up, float* out, int64_t n) {
   }
 }
 
+void gelu_tanh(const float* x, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = x[i];
+    out[i] = g * sigmoid(kGeluScale * (g + kGeluCubic * g * g * g));
+  }
+}
+
 }  // namespace slm::kernels::generic

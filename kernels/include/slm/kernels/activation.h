@@ -13,4 +13,7 @@ using SwiGluFn = void (*)(const float* gate, const float* up, float* out, int64_
 // out may alias gate or up.
 using GeGluFn = void (*)(const float* gate, const float* up, float* out, int64_t n);
 
+// out[i] = gelu_tanh(x[i]) (the plain, ungated MLP of GPT-2 style models). out may alias x.
+using GeluFn = void (*)(const float* x, float* out, int64_t n);
+
 }  // namespace slm::kernels

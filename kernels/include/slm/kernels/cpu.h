@@ -15,10 +15,12 @@ struct CpuKernels {
   const char* name;  // "generic", "avx2", "avx512"
   MatmulFn matmul;
   RmsNormFn rmsnorm;
+  LayerNormFn layernorm;
   RopeFn rope;
   AttentionFn attention;
   SwiGluFn swiglu;
   GeGluFn geglu;
+  GeluFn gelu_tanh;
   ToF32Fn to_f32;
   F32ToF16Fn f32_to_f16;
 };
