@@ -25,6 +25,7 @@ SUPPORTED_ARCHITECTURES: dict[str, str] = {
     "Qwen3ForCausalLM": "qwen3",
     "Gemma3ForCausalLM": "gemma3_text",
     "Phi3ForCausalLM": "phi3",
+    "GPT2LMHeadModel": "gpt2",
 }
 
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "longrope")
@@ -144,7 +145,10 @@ class ModelConfig:
     embed_scale: float = 1.0  # token embeddings are multiplied by this (Gemma: sqrt(hidden_size))
     attention_scale: float | None = None  # None: head_dim ** -0.5 (Gemma: query_pre_attn_scalar ** -0.5)
     rope_local: RopeConfig | None = None  # rope of sliding-window layers when it differs (Gemma 3)
-    rotary_dim: int | None = None  # dimensions of each head that rotate (None: all; Phi-4-mini rotates 3/4)
+    rotary_dim: int | None = None  # dimensions of each head that rotate (None: all; Phi-4-mini 3/4; GPT-2 0)
+    norm: str = "rms"  # "rms" (RMSNorm) | "layer" (LayerNorm with bias, eps in rms_norm_eps)
+    mlp: str = "gated"  # "gated" (act(x Wgate) * x Wup) | "plain" (act(x Wup + b), GPT-2)
+    learned_positions: bool = False  # absolute position embeddings added to the tokens' (GPT-2)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -229,6 +233,8 @@ def _parse(d: Any, source: str) -> ModelConfig:
 
     architecture, model_type = _architecture(f)
     _check_quantization(f)
+    if model_type == "gpt2":
+        return _parse_gpt2(f, architecture)
     defaults = _FAMILY_DEFAULTS[model_type]
 
     vocab_size = f.required_int("vocab_size")
@@ -356,6 +362,59 @@ def _parse(d: Any, source: str) -> ModelConfig:
         eos_token_ids=eos_token_ids,
         raw=d,
         **variants,
+    )
+
+
+def _parse_gpt2(f: _Fields, architecture: str) -> ModelConfig:
+    """GPT-2 / DistilGPT2 (GPT2Config names: n_embd, n_layer, n_head, n_inner, n_positions):
+    learned positions, LayerNorm, a plain gelu MLP, biases everywhere, tied embeddings, no rope."""
+    hidden_size = f.required_int("n_embd")
+    num_layers = f.required_int("n_layer")
+    num_heads = f.required_int("n_head")
+    vocab_size = f.required_int("vocab_size")
+    if hidden_size % num_heads:
+        raise f.error(f"field 'n_embd' ({hidden_size}) must be a multiple of 'n_head' ({num_heads})")
+    inner = f.get("n_inner")
+    intermediate_size = 4 * hidden_size if inner is None else f.integer("n_inner", inner)
+    activation = f.get("activation_function", "gelu_new")
+    if activation not in _GELU_TANH_NAMES:
+        raise f.error(f"field 'activation_function' is {activation!r}; supported: {', '.join(map(repr, _GELU_TANH_NAMES))}")
+    for unsupported in ("scale_attn_by_inverse_layer_idx",):
+        if f.get(unsupported):
+            raise f.error(f"field '{unsupported}' is true; not supported yet")
+    if f.get("scale_attn_weights", True) is not True:
+        raise f.error("field 'scale_attn_weights' must be true (unscaled attention is not supported)")
+    eos = f.get("eos_token_id", 50256)
+    eos_list = eos if isinstance(eos, list) else ([] if eos is None else [eos])
+    bos = f.get("bos_token_id", 50256)
+    return ModelConfig(
+        architecture=architecture,
+        model_type="gpt2",
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
+        head_dim=hidden_size // num_heads,
+        rms_norm_eps=f.number("layer_norm_epsilon", f.get("layer_norm_epsilon", 1e-5)),
+        max_position_embeddings=f.integer("n_positions", f.get("n_positions", 1024)),
+        tie_word_embeddings=True,  # GPT2LMHeadModel always ties lm_head to wte
+        qkv_bias=True,
+        o_proj_bias=True,
+        mlp_bias=True,
+        hidden_act=activation,
+        rope=RopeConfig(theta=10000.0, rope_type="default"),  # unused: rotary_dim is 0
+        layer_windows=(0,) * num_layers,
+        torch_dtype=_torch_dtype(f),
+        bos_token_id=None if bos is None else f.integer("bos_token_id", bos, minimum=0),
+        eos_token_ids=tuple(f.integer("eos_token_id", e, minimum=0) for e in eos_list),
+        raw=f.d,
+        activation="gelu_tanh",
+        rotary_dim=0,
+        norm="layer",
+        mlp="plain",
+        learned_positions=True,
     )
 
 

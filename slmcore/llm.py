@@ -218,10 +218,13 @@ class LLM:
         self._bytes_per_token = _weight_bytes_per_token(weights)
 
         cfg = self.config
-        rotary_dim = cfg.rotary_dim or cfg.head_dim
+        rotary_dim = cfg.head_dim if cfg.rotary_dim is None else cfg.rotary_dim
         # One rope table for full-attention layers and, when it differs (Gemma 3), one for sliding ones.
         ropes = [cfg.rope] if cfg.rope_local is None else [cfg.rope, cfg.rope_local]
-        tables = [rope_tables(rope, rotary_dim, max_seq_len) for rope in ropes]
+        if rotary_dim == 0:  # learned positions instead (GPT-2)
+            tables = [(np.zeros((max_seq_len, 0), np.float32), np.zeros((max_seq_len, 0), np.float32))]
+        else:
+            tables = [rope_tables(rope, rotary_dim, max_seq_len) for rope in ropes]
         layer_rope = [1 if cfg.rope_local is not None and window > 0 else 0 for window in cfg.layer_windows]
         engine_config = {
             "vocab_size": cfg.vocab_size,
@@ -240,6 +243,8 @@ class LLM:
             "attention_scale": cfg.attention_scale if cfg.attention_scale is not None else cfg.head_dim**-0.5,
             "embed_scale": cfg.embed_scale,
             "activation": cfg.activation,
+            "norm": cfg.norm,
+            "mlp": cfg.mlp,
             "max_seq_len": max_seq_len,
             "kv_dtype": kv_dtype,
             "layer_windows": list(cfg.layer_windows),

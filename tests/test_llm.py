@@ -54,6 +54,9 @@ CASES = [
             "rope_type": "longrope", "rope_theta": 10000.0, "partial_rotary_factor": 0.75,
             "short_factor": [1.0, 1.1, 1.3, 1.7, 2.3, 3.1], "long_factor": [1.0, 2.0, 4.0, 8.0, 16.0, 32.0]},
     )),
+    # GPT-2: learned positions, LayerNorm with bias, plain gelu MLP, Conv1D weights, fused c_attn.
+    ("gpt2", "gpt2", dict()),
+    ("distilgpt2-like", "gpt2", dict(n_layer=3, n_head=2, n_inner=None)),
     # Gemma 3: GeGLU, q/k norms, sandwich norms, (1+w) norms, scaled embedding, query_pre_attn_scalar
     # != head_dim, MQA, window 6 on two of three layers with their own rope, linear scaling on the global one.
     ("gemma3", "gemma3_text", dict(
@@ -309,6 +312,7 @@ def test_slm_cpu_isa_environment_variable(models, isa, tmp_path):
     ("qwen3-qk-norm-bias", dict(qk_norm=False)),
     ("phi3-longrope-short", dict(rope=RopeConfig(theta=10000.0, rope_type="default"))),
     ("phi3-fused", dict(layer_windows=(0, 0))),
+    ("gpt2", dict(norm="rms")),
 ])
 def test_each_variant_switch_matters(models, reference_logits, monkeypatch, case_id, change):
     """Turning any one of a family's switches off moves the logits far outside the tolerance, so
@@ -317,3 +321,26 @@ def test_each_variant_switch_matters(models, reference_logits, monkeypatch, case
     monkeypatch.setattr(ModelConfig, "from_file", classmethod(lambda cls, path: replace(real_from_file(path), **change)))
     with slmcore.LLM(models(case_id)) as llm:
         assert np.abs(llm.logits(SEQ) - reference_logits(case_id)).max() > 100 * F32_TOL
+
+
+
+def test_gpt2_hub_layout_without_prefix_and_with_mask_buffers(models, reference_logits, tmp_path):
+    """Hub GPT-2 files name tensors without `transformer.` and carry attn.bias / attn.masked_bias
+    buffers; both load. Without wpe the positions are missing: ModelFormatError."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    src = models("gpt2")
+    dst = tmp_path / "hub-gpt2"
+    shutil.copytree(src, dst)
+    tensors = {k.removeprefix("transformer."): v for k, v in load_file(str(src / "model.safetensors")).items()}
+    tensors["h.0.attn.bias"] = np.tril(np.ones((1, 1, 8, 8), np.float32))
+    tensors["h.0.attn.masked_bias"] = np.array(-1e4, np.float32)
+    save_file(tensors, str(dst / "model.safetensors"))
+    with slmcore.LLM(dst) as llm:
+        assert np.abs(llm.logits(SEQ) - reference_logits("gpt2")).max() <= F32_TOL
+    del tensors["wpe.weight"]
+    save_file(tensors, str(dst / "model.safetensors"))
+    with pytest.raises(slmcore.ModelFormatError, match="wpe"):
+        slmcore.LLM(dst)

@@ -20,6 +20,7 @@ CONFIG_CLASSES = {
     "qwen3": transformers.Qwen3Config,
     "gemma3_text": transformers.Gemma3TextConfig,
     "phi3": transformers.Phi3Config,
+    "gpt2": transformers.GPT2Config,
 }
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -34,6 +35,9 @@ TINY_DEFAULTS = dict(
     max_position_embeddings=512,
 )
 
+# GPT2Config spells the same sizes its own way.
+GPT2_TINY_DEFAULTS = dict(n_embd=64, n_inner=160, n_layer=2, n_head=4, vocab_size=300, n_positions=512)
+
 INIT_STD = 0.08
 
 
@@ -47,13 +51,15 @@ def make_tiny_model(
 ) -> Path:
     """Save a tiny random model of family `arch` to path (config.json + safetensors); returns path."""
     path = Path(path)
-    config = CONFIG_CLASSES[arch](**{**TINY_DEFAULTS, **config_overrides})
+    defaults = GPT2_TINY_DEFAULTS if arch == "gpt2" else TINY_DEFAULTS
+    config = CONFIG_CLASSES[arch](**{**defaults, **config_overrides})
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     with torch.no_grad():
         for name, param in model.named_parameters():
             noise = torch.randn(param.shape, dtype=torch.float32) * INIT_STD
-            param.copy_(1.0 + noise if name.endswith("norm.weight") else noise)
+            is_norm = name.endswith(("norm.weight", "ln_1.weight", "ln_2.weight", "ln_f.weight"))
+            param.copy_(1.0 + noise if is_norm else noise)
     model = model.to(TORCH_DTYPES[dtype])
     # ~0.5 MB of float32 weights: 100 KB shards give several files.
     model.save_pretrained(path, max_shard_size="100KB" if sharded else "10GB")

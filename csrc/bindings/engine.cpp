@@ -128,6 +128,12 @@ std::unique_ptr<PyEngine> build(const std::string& graph, const py::dict& cfg, c
   const std::string activation = cfg.contains("activation") ? cfg["activation"].cast<std::string>() : "silu";
   if (activation != "silu" && activation != "gelu_tanh") throw ConfigError("activation must be silu or gelu_tanh");
   c.activation = activation == "silu" ? Activation::SiLU : Activation::GeluTanh;
+  const std::string mlp = cfg.contains("mlp") ? cfg["mlp"].cast<std::string>() : "gated";
+  if (mlp != "gated" && mlp != "plain") throw ConfigError("mlp must be gated or plain");
+  c.mlp_type = mlp == "gated" ? MlpType::Gated : MlpType::Plain;
+  const std::string norm = cfg.contains("norm") ? cfg["norm"].cast<std::string>() : "rms";
+  if (norm != "rms" && norm != "layer") throw ConfigError("norm must be rms or layer");
+  c.norm_type = norm == "rms" ? NormType::RMS : NormType::Layer;
   c.n_threads = cfg["threads"].cast<int>();
   c.isa = cfg["isa"].cast<std::string>();
 
@@ -136,12 +142,16 @@ std::unique_ptr<PyEngine> build(const std::string& graph, const py::dict& cfg, c
   w.embed_tokens = r.matrix("embed_tokens");
   w.lm_head = r.matrix("lm_head");
   w.norm = r.vector("norm", c.hidden_size, false);
+  w.norm_bias = r.vector("norm.bias", c.hidden_size, true);
+  if (r.has("position_embeddings")) w.position_embeddings = r.matrix("position_embeddings");
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string p = "layers." + std::to_string(l) + ".";
     const int64_t q_rows = c.n_heads * c.head_dim, kv_rows = c.n_kv_heads * c.head_dim;
     LayerWeights L;
     L.input_layernorm = r.vector(p + "input_layernorm", c.hidden_size, false);
     L.post_attention_layernorm = r.vector(p + "post_attention_layernorm", c.hidden_size, false);
+    L.input_layernorm_bias = r.vector(p + "input_layernorm.bias", c.hidden_size, true);
+    L.post_attention_layernorm_bias = r.vector(p + "post_attention_layernorm.bias", c.hidden_size, true);
     L.q_proj = r.matrix(p + "self_attn.q_proj");
     L.k_proj = r.matrix(p + "self_attn.k_proj");
     L.v_proj = r.matrix(p + "self_attn.v_proj");
@@ -150,7 +160,7 @@ std::unique_ptr<PyEngine> build(const std::string& graph, const py::dict& cfg, c
     L.k_bias = r.vector(p + "self_attn.k_proj.bias", kv_rows, true);
     L.v_bias = r.vector(p + "self_attn.v_proj.bias", kv_rows, true);
     L.o_bias = r.vector(p + "self_attn.o_proj.bias", c.hidden_size, true);
-    L.gate_proj = r.matrix(p + "mlp.gate_proj");
+    if (r.has(p + "mlp.gate_proj")) L.gate_proj = r.matrix(p + "mlp.gate_proj");
     L.up_proj = r.matrix(p + "mlp.up_proj");
     L.down_proj = r.matrix(p + "mlp.down_proj");
     L.gate_bias = r.vector(p + "mlp.gate_proj.bias", c.intermediate_size, true);

@@ -23,6 +23,8 @@ struct Matrix {
 
 struct LayerWeights {
   const float* input_layernorm = nullptr;
+  const float* input_layernorm_bias = nullptr;          // LayerNorm models
+  const float* post_attention_layernorm_bias = nullptr;  // LayerNorm models
   Matrix q_proj, k_proj, v_proj, o_proj;
   const float* q_bias = nullptr;  // nullable, as are all biases
   const float* k_bias = nullptr;
@@ -44,13 +46,19 @@ struct LayerWeights {
 
 struct ModelWeights {
   Matrix embed_tokens;
+  Matrix position_embeddings;  // learned absolute positions [max_positions, hidden] (GPT-2); data null if none
   const float* norm = nullptr;
+  const float* norm_bias = nullptr;  // LayerNorm models
   Matrix lm_head;
   std::vector<LayerWeights> layers;
 };
 
-// The gated MLP's activation: SwiGLU (silu) or GeGLU (gelu with the tanh approximation).
+// The MLP's activation: silu or gelu with the tanh approximation; gated (act(x Wgate) * x Wup,
+// SwiGLU / GeGLU) or plain (act(x Wup + b), GPT-2).
 enum class Activation { SiLU, GeluTanh };
+enum class MlpType { Gated, Plain };
+// RMSNorm (Llama) or LayerNorm with a bias (GPT-2).
+enum class NormType { RMS, Layer };
 
 struct EngineConfig {
   int64_t vocab_size = 0;
@@ -60,12 +68,14 @@ struct EngineConfig {
   int64_t n_heads = 0;
   int64_t n_kv_heads = 0;
   int64_t head_dim = 0;
-  int64_t rotary_dim = 0;
+  int64_t rotary_dim = 0;  // 0: no rotary embedding (models with learned positions)
   kernels::RopeStyle rope_style = kernels::RopeStyle::Neox;
   float rms_norm_eps = 1e-5f;
   float attention_scale = 0.f;        // usually 1/sqrt(head_dim)
   float embed_scale = 1.f;            // token embeddings are multiplied by this (Gemma: sqrt(hidden))
   Activation activation = Activation::SiLU;
+  MlpType mlp_type = MlpType::Gated;
+  NormType norm_type = NormType::RMS;
   int64_t max_seq_len = 0;
   DType kv_dtype = DType::F32;        // F32 or F16
   std::vector<int64_t> layer_windows;  // per layer; 0 = full causal attention

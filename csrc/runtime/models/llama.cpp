@@ -140,6 +140,9 @@ class LlamaEngine final : public Engine {
       throw ConfigError("num_attention_heads (" + std::to_string(c.n_heads) + ") must be a multiple of num_key_value_heads (" +
                         std::to_string(c.n_kv_heads) + ")");
     }
+    if (c.activation == Activation::SiLU && c.mlp_type == MlpType::Plain) {
+      throw ConfigError("a plain (ungated) MLP runs gelu_tanh only");
+    }
     if (c.rotary_dim < 0 || c.rotary_dim > c.head_dim || c.rotary_dim % 2 != 0) {
       throw ConfigError("rotary_dim must be even and at most head_dim, got " + std::to_string(c.rotary_dim));
     }
@@ -162,6 +165,15 @@ class LlamaEngine final : public Engine {
     check_matrix(w_.embed_tokens, "embed_tokens", -1, c.vocab_size, H);
     check_matrix(w_.lm_head, "lm_head", -1, c.vocab_size, H);
     check_vector(w_.norm, "norm", -1);
+    const bool layer_norm = c.norm_type == NormType::Layer;
+    if (layer_norm) check_vector(w_.norm_bias, "norm.bias", -1);
+    if (w_.position_embeddings.data != nullptr) {
+      check_matrix(w_.position_embeddings, "position_embeddings", -1, w_.position_embeddings.rows, H);
+      if (w_.position_embeddings.rows < c.max_seq_len) {
+        throw ConfigError("max_seq_len " + std::to_string(c.max_seq_len) + " exceeds the model's " +
+                          std::to_string(w_.position_embeddings.rows) + " learned positions");
+      }
+    }
     if (static_cast<int64_t>(w_.layers.size()) != c.n_layers) {
       throw ModelFormatError("expected weights for " + std::to_string(c.n_layers) + " layers, got " +
                              std::to_string(w_.layers.size()));
@@ -170,11 +182,15 @@ class LlamaEngine final : public Engine {
       const LayerWeights& L = w_.layers[l];
       check_vector(L.input_layernorm, "input_layernorm", l);
       check_vector(L.post_attention_layernorm, "post_attention_layernorm", l);
+      if (layer_norm) {
+        check_vector(L.input_layernorm_bias, "input_layernorm.bias", l);
+        check_vector(L.post_attention_layernorm_bias, "post_attention_layernorm.bias", l);
+      }
       check_matrix(L.q_proj, "self_attn.q_proj", l, Q, H);
       check_matrix(L.k_proj, "self_attn.k_proj", l, KV, H);
       check_matrix(L.v_proj, "self_attn.v_proj", l, KV, H);
       check_matrix(L.o_proj, "self_attn.o_proj", l, H, Q);
-      check_matrix(L.gate_proj, "mlp.gate_proj", l, I, H);
+      if (c.mlp_type == MlpType::Gated) check_matrix(L.gate_proj, "mlp.gate_proj", l, I, H);
       check_matrix(L.up_proj, "mlp.up_proj", l, I, H);
       check_matrix(L.down_proj, "mlp.down_proj", l, H, I);
     }
@@ -188,9 +204,16 @@ class LlamaEngine final : public Engine {
     kernels_->matmul(a);
   }
 
-  void rmsnorm_all(const float* weight, int64_t first, int64_t n, float* dst) const {
+  // The block's pre-norm (RMSNorm, or LayerNorm with bias) of rows [first, first + n) of x.
+  void norm_rows(const float* weight, const float* bias, int64_t first, int64_t n, float* dst) const {
     const int64_t H = cfg_.hidden_size;
-    for (int64_t t = first; t < first + n; ++t) kernels_->rmsnorm(x_.data() + t * H, weight, dst + t * H, H, cfg_.rms_norm_eps);
+    for (int64_t t = first; t < first + n; ++t) {
+      if (cfg_.norm_type == NormType::RMS) {
+        kernels_->rmsnorm(x_.data() + t * H, weight, dst + t * H, H, cfg_.rms_norm_eps);
+      } else {
+        kernels_->layernorm(x_.data() + t * H, weight, bias, dst + t * H, H, cfg_.rms_norm_eps);
+      }
+    }
   }
 
   size_t cache_offset(int64_t layer, int64_t kv_head, int64_t pos) const {
@@ -216,7 +239,7 @@ class LlamaEngine final : public Engine {
     const LayerWeights& L = w_.layers[layer];
     const int64_t H = cfg_.hidden_size, hd = cfg_.head_dim, nq = cfg_.n_heads, nkv = cfg_.n_kv_heads;
     float* h = normed_[tid].data();
-    rmsnorm_all(L.input_layernorm, 0, n, h);
+    norm_rows(L.input_layernorm, L.input_layernorm_bias, 0, n, h);
     const Range mine = split_range(nq + 2 * nkv, tid, pool_->size(), 1);
     const int64_t half = cfg_.rotary_dim / 2;
     auto heads_in = [&](int64_t first) {  // this thread's heads among [first, first + count) as local indices
@@ -238,8 +261,10 @@ class LlamaEngine final : public Engine {
             kernels_->rmsnorm(row + head * hd, head_norm, row + head * hd, hd, cfg_.rms_norm_eps);
           }
         }
-        kernels_->rope(row + first * hd, last - first, hd, cfg_.rotary_dim, cos + (pos0 + t) * half, sin + (pos0 + t) * half,
-                       cfg_.rope_style);
+        if (cfg_.rotary_dim > 0) {
+          kernels_->rope(row + first * hd, last - first, hd, cfg_.rotary_dim, cos + (pos0 + t) * half,
+                         sin + (pos0 + t) * half, cfg_.rope_style);
+        }
       }
     };
     if (q.begin < q.end) {
@@ -323,6 +348,13 @@ class LlamaEngine final : public Engine {
       if (cfg_.embed_scale != 1.f) {
         for (int64_t i = 0; i < H; ++i) x[i] *= cfg_.embed_scale;
       }
+      const Matrix& P = w_.position_embeddings;
+      if (P.data != nullptr) {  // learned absolute positions: x += P[pos]
+        float* row = proj_.data();
+        kernels_->to_f32(static_cast<const uint8_t*>(P.data) + static_cast<size_t>(pos0 + t) * H * dtype_size(P.dtype),
+                         P.dtype, row, H);
+        for (int64_t i = 0; i < H; ++i) x[i] += row[i];
+      }
     }
     for (int64_t l = 0; l < cfg_.n_layers; ++l) {
       const LayerWeights& L = w_.layers[l];
@@ -331,9 +363,17 @@ class LlamaEngine final : public Engine {
       project_into_residual(L.o_proj, attn_.data(), q_dim_, n, L.o_bias, L.attn_output_norm);
       pool_->run([&](int tid) {
         float* h = normed_[tid].data();
-        rmsnorm_all(L.post_attention_layernorm, 0, n, h);
+        norm_rows(L.post_attention_layernorm, L.post_attention_layernorm_bias, 0, n, h);
         const Range r = split_range(I, tid, T, kRowAlign);
         if (r.begin >= r.end) return;
+        if (cfg_.mlp_type == MlpType::Plain) {  // gate_ holds act(h Wup + b)
+          matmul(h, H, n, L.up_proj, r.begin, r.end, gate_.data(), I, L.up_bias, false);
+          for (int64_t t = 0; t < n; ++t) {
+            float* g = gate_.data() + t * I + r.begin;
+            kernels_->gelu_tanh(g, g, r.end - r.begin);
+          }
+          return;
+        }
         matmul(h, H, n, L.gate_proj, r.begin, r.end, gate_.data(), I, L.gate_bias, false);
         matmul(h, H, n, L.up_proj, r.begin, r.end, up_.data(), I, L.up_bias, false);
         const auto activation = cfg_.activation == Activation::SiLU ? kernels_->swiglu : kernels_->geglu;
@@ -350,7 +390,7 @@ class LlamaEngine final : public Engine {
     const int64_t count = n - first;
     pool_->run([&](int tid) {
       float* h = normed_[tid].data();
-      rmsnorm_all(w_.norm, first, count, h);
+      norm_rows(w_.norm, w_.norm_bias, first, count, h);
       const Range r = split_range(cfg_.vocab_size, tid, T, kRowAlign);
       matmul(h + first * H, H, count, w_.lm_head, r.begin, r.end, logits_out, cfg_.vocab_size, nullptr, false);
     });
