@@ -320,7 +320,7 @@ def test_hidden_not_divisible_by_heads_without_head_dim() -> None:
 @pytest.mark.parametrize(
     "changes",
     [
-        {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"},
+        {"architectures": ["BloomForCausalLM"], "model_type": "bloom"},
         {"architectures": ["LlamaModel"]},
         {"architectures": _DELETE, "model_type": "falcon"},
         {"architectures": _DELETE, "model_type": _DELETE},
