@@ -150,10 +150,11 @@ def test_sharded_checkpoint(models, reference_logits):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("kv_dtype", ["float32", "float16"])
-def test_incremental_decode_equals_full_sequence(models, isa, kv_dtype):
+@pytest.mark.parametrize("case_id", ["mistral-window", "gemma3", "gpt2", "phi3-fused"])
+def test_incremental_decode_equals_full_sequence(models, isa, kv_dtype, case_id):
     """Prefill then one token at a time gives bitwise the logits of one full-sequence call: each
     output of the matmul kernels is reduced in an order independent of the number of tokens."""
-    with slmcore.LLM(models("mistral-window"), kv_dtype=kv_dtype) as llm:
+    with slmcore.LLM(models(case_id), kv_dtype=kv_dtype) as llm:
         llm._engine.set_isa(isa)
         full = llm.logits(SEQ)
         steps = [llm._prefill(SEQ[:7])]
