@@ -26,6 +26,7 @@ SUPPORTED_ARCHITECTURES: dict[str, str] = {
     "Gemma3ForCausalLM": "gemma3_text",
     "Phi3ForCausalLM": "phi3",
     "GPT2LMHeadModel": "gpt2",
+    "StableLmForCausalLM": "stablelm",
 }
 
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "longrope")
@@ -60,6 +61,12 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "sliding_window": 4096,
         "use_sliding_window": False,
         "max_window_layers": 28,
+    },
+    "stablelm": {
+        "max_position_embeddings": 4096,
+        "num_key_value_heads": 32,
+        "bos_token_id": 0,
+        "eos_token_id": 0,
     },
     "phi3": {
         "max_position_embeddings": 4096,
@@ -298,6 +305,9 @@ def _parse(d: Any, source: str) -> ModelConfig:
         qkv_bias, o_proj_bias, mlp_bias = True, False, False
     elif model_type == "phi3":
         qkv_bias, o_proj_bias, mlp_bias = False, False, False
+    elif model_type == "stablelm":
+        qkv_bias = f.boolean("use_qkv_bias", f.get("use_qkv_bias", False))
+        o_proj_bias, mlp_bias = False, False
     elif model_type in ("qwen3", "gemma3_text"):
         # Qwen3Attention and Gemma3Attention give q/k/v/o bias=attention_bias; their MLPs have none.
         attention_bias = f.boolean("attention_bias", f.get("attention_bias", False))
@@ -317,15 +327,25 @@ def _parse(d: Any, source: str) -> ModelConfig:
             activation=activation, qk_norm=True, sandwich_norms=True, norm_weight_offset=1.0,
             embed_scale=math.sqrt(hidden_size), attention_scale=scalar**-0.5, rope_local=rope_local,
         )  # fmt: skip
-    elif model_type == "phi3":
+    elif model_type in ("phi3", "stablelm"):
         params = f.d.get("rope_scaling") or f.d.get("rope_parameters") or {}
-        partial = params.get("partial_rotary_factor", f.d.get("partial_rotary_factor", 1.0)) if isinstance(params, dict) else 1.0
+        default_partial = 0.25 if model_type == "stablelm" else 1.0  # StableLmConfig's default
+        partial = f.d.get("partial_rotary_factor", default_partial)
+        partial = params.get("partial_rotary_factor", partial) if isinstance(params, dict) else partial
         partial = f.number("partial_rotary_factor", partial)
         rotary_dim = int(head_dim * partial)
         if rotary_dim < 2 or rotary_dim % 2 or partial > 1.0:
             raise f.error(f"field 'partial_rotary_factor' ({partial}) must leave an even number of rotary dimensions")
-        rope = _rope(f, max_position_embeddings, allow_partial=True, rotary_dim=rotary_dim)
-        variants = dict(activation=activation, rotary_dim=rotary_dim)
+        if model_type == "phi3":
+            rope = _rope(f, max_position_embeddings, allow_partial=True, rotary_dim=rotary_dim)
+            variants = dict(activation=activation, rotary_dim=rotary_dim)
+        else:
+            for flag in ("qk_layernorm", "use_parallel_residual"):
+                if f.boolean(flag, f.get(flag, False)):
+                    raise f.error(f"field '{flag}' is true; not supported yet for stablelm")
+            rope = _rope(f, max_position_embeddings, allow_partial=True)
+            variants = dict(activation=activation, rotary_dim=rotary_dim, norm="layer")
+            rms_norm_eps = f.number("layer_norm_eps", f.get("layer_norm_eps", 1e-5))
     else:
         rope = _rope(f, max_position_embeddings)
         variants = dict(activation=activation, qk_norm=model_type == "qwen3")
@@ -590,6 +610,8 @@ def _layer_windows(f: _Fields, model_type: str, num_hidden_layers: int) -> tuple
             return (0,) * num_hidden_layers
         return (_window(f, sliding_window),) * num_hidden_layers
 
+    if model_type == "stablelm":
+        return (0,) * num_hidden_layers
     if model_type == "phi3":
         # Phi3Model: every layer slides when sliding_window is set (null or absent: none).
         sliding_window = f.get("sliding_window")

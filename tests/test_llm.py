@@ -54,6 +54,9 @@ CASES = [
             "rope_type": "longrope", "rope_theta": 10000.0, "partial_rotary_factor": 0.75,
             "short_factor": [1.0, 1.1, 1.3, 1.7, 2.3, 3.1], "long_factor": [1.0, 2.0, 4.0, 8.0, 16.0, 32.0]},
     )),
+    # StableLM 2: LayerNorm with bias, partial rotary (default 1/4 of head_dim), optional qkv bias.
+    ("stablelm", "stablelm", dict(use_qkv_bias=True, tie_word_embeddings=False)),
+    ("stablelm-half-rotary", "stablelm", dict(partial_rotary_factor=0.5, tie_word_embeddings=True)),
     # GPT-2: learned positions, LayerNorm with bias, plain gelu MLP, Conv1D weights, fused c_attn.
     ("gpt2", "gpt2", dict()),
     ("distilgpt2-like", "gpt2", dict(n_layer=3, n_head=2, n_inner=None)),
@@ -314,6 +317,7 @@ def test_slm_cpu_isa_environment_variable(models, isa, tmp_path):
     ("phi3-longrope-short", dict(rope=RopeConfig(theta=10000.0, rope_type="default"))),
     ("phi3-fused", dict(layer_windows=(0, 0))),
     ("gpt2", dict(norm="rms")),
+    ("stablelm", dict(rotary_dim=16)),
 ])
 def test_each_variant_switch_matters(models, reference_logits, monkeypatch, case_id, change):
     """Turning any one of a family's switches off moves the logits far outside the tolerance, so

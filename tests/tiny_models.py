@@ -21,6 +21,7 @@ CONFIG_CLASSES = {
     "gemma3_text": transformers.Gemma3TextConfig,
     "phi3": transformers.Phi3Config,
     "gpt2": transformers.GPT2Config,
+    "stablelm": transformers.StableLmConfig,
 }
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

@@ -1,4 +1,4 @@
-"""The llama family (llama, mistral, qwen2, qwen3): HF weight names -> the engine's canonical weights.
+"""The llama family (llama, mistral, qwen2, qwen3, stablelm): HF weight names -> the engine's canonical weights.
 
 Canonical names are Llama's HF names without the `model.` prefix and the `.weight` suffix (biases
 keep `.bias`): embed_tokens, norm, lm_head, layers.{i}.input_layernorm, layers.{i}.self_attn.q_proj,
@@ -18,7 +18,7 @@ from slmcore.errors import InvalidArgumentError, ModelFormatError
 from slmcore.loader import WEIGHT_DTYPES, Checkpoint, convert
 
 GRAPH = "llama"
-MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
+MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "stablelm")
 
 
 def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -58,6 +58,11 @@ def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
         if config.sandwich_norms:
             shapes[f"{layer}.attn_output_norm"] = (hidden,)
             shapes[f"{layer}.mlp_output_norm"] = (hidden,)
+        if config.norm == "layer":  # LayerNorm biases (StableLM)
+            shapes[f"{layer}.input_layernorm.bias"] = (hidden,)
+            shapes[f"{layer}.post_attention_layernorm.bias"] = (hidden,)
+    if config.norm == "layer":
+        shapes["norm.bias"] = (hidden,)
     return shapes
 
 
