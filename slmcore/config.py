@@ -27,6 +27,7 @@ SUPPORTED_ARCHITECTURES: dict[str, str] = {
     "Phi3ForCausalLM": "phi3",
     "GPT2LMHeadModel": "gpt2",
     "StableLmForCausalLM": "stablelm",
+    "PhiForCausalLM": "phi",
 }
 
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "longrope")
@@ -61,6 +62,12 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "sliding_window": 4096,
         "use_sliding_window": False,
         "max_window_layers": 28,
+    },
+    "phi": {
+        "max_position_embeddings": 2048,
+        "num_key_value_heads": None,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
     },
     "stablelm": {
         "max_position_embeddings": 4096,
@@ -156,6 +163,8 @@ class ModelConfig:
     norm: str = "rms"  # "rms" (RMSNorm) | "layer" (LayerNorm with bias, eps in rms_norm_eps)
     mlp: str = "gated"  # "gated" (act(x Wgate) * x Wup) | "plain" (act(x Wup + b), GPT-2)
     learned_positions: bool = False  # absolute position embeddings added to the tokens' (GPT-2)
+    parallel_residual: bool = False  # x += attn(norm(x)) + mlp(norm(x)) (Phi-2)
+    lm_head_bias: bool = False  # Phi-2's lm_head has a bias
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -308,6 +317,8 @@ def _parse(d: Any, source: str) -> ModelConfig:
     elif model_type == "stablelm":
         qkv_bias = f.boolean("use_qkv_bias", f.get("use_qkv_bias", False))
         o_proj_bias, mlp_bias = False, False
+    elif model_type == "phi":
+        qkv_bias, o_proj_bias, mlp_bias = True, True, True
     elif model_type in ("qwen3", "gemma3_text"):
         # Qwen3Attention and Gemma3Attention give q/k/v/o bias=attention_bias; their MLPs have none.
         attention_bias = f.boolean("attention_bias", f.get("attention_bias", False))
@@ -327,9 +338,9 @@ def _parse(d: Any, source: str) -> ModelConfig:
             activation=activation, qk_norm=True, sandwich_norms=True, norm_weight_offset=1.0,
             embed_scale=math.sqrt(hidden_size), attention_scale=scalar**-0.5, rope_local=rope_local,
         )  # fmt: skip
-    elif model_type in ("phi3", "stablelm"):
+    elif model_type in ("phi3", "stablelm", "phi"):
         params = f.d.get("rope_scaling") or f.d.get("rope_parameters") or {}
-        default_partial = 0.25 if model_type == "stablelm" else 1.0  # StableLmConfig's default
+        default_partial = {"stablelm": 0.25, "phi": 0.5}.get(model_type, 1.0)  # StableLmConfig's, PhiConfig's defaults
         partial = f.d.get("partial_rotary_factor", default_partial)
         partial = params.get("partial_rotary_factor", partial) if isinstance(params, dict) else partial
         partial = f.number("partial_rotary_factor", partial)
@@ -342,9 +353,13 @@ def _parse(d: Any, source: str) -> ModelConfig:
         else:
             for flag in ("qk_layernorm", "use_parallel_residual"):
                 if f.boolean(flag, f.get(flag, False)):
-                    raise f.error(f"field '{flag}' is true; not supported yet for stablelm")
+                    raise f.error(f"field '{flag}' is true; not supported yet for {model_type}")
             rope = _rope(f, max_position_embeddings, allow_partial=True)
             variants = dict(activation=activation, rotary_dim=rotary_dim, norm="layer")
+            if model_type == "phi":  # Phi-2: one LayerNorm feeds attention and a plain MLP in parallel
+                if activation != "gelu_tanh":
+                    raise f.error(f"field 'hidden_act' is {hidden_act!r}; phi models run gelu_new / gelu_pytorch_tanh")
+                variants.update(mlp="plain", parallel_residual=True, lm_head_bias=True)
             rms_norm_eps = f.number("layer_norm_eps", f.get("layer_norm_eps", 1e-5))
     else:
         rope = _rope(f, max_position_embeddings)
@@ -610,7 +625,7 @@ def _layer_windows(f: _Fields, model_type: str, num_hidden_layers: int) -> tuple
             return (0,) * num_hidden_layers
         return (_window(f, sliding_window),) * num_hidden_layers
 
-    if model_type == "stablelm":
+    if model_type in ("stablelm", "phi"):
         return (0,) * num_hidden_layers
     if model_type == "phi3":
         # Phi3Model: every layer slides when sliding_window is set (null or absent: none).

@@ -245,6 +245,7 @@ class LLM:
             "activation": cfg.activation,
             "norm": cfg.norm,
             "mlp": cfg.mlp,
+            "parallel_residual": cfg.parallel_residual,
             "max_seq_len": max_seq_len,
             "kv_dtype": kv_dtype,
             "layer_windows": list(cfg.layer_windows),

@@ -57,6 +57,8 @@ CASES = [
     # StableLM 2: LayerNorm with bias, partial rotary (default 1/4 of head_dim), optional qkv bias.
     ("stablelm", "stablelm", dict(use_qkv_bias=True, tie_word_embeddings=False)),
     ("stablelm-half-rotary", "stablelm", dict(partial_rotary_factor=0.5, tie_word_embeddings=True)),
+    # Phi-2: parallel attention + plain gelu MLP from one LayerNorm, partial rotary 0.5 (default), lm_head bias.
+    ("phi2", "phi", dict(tie_word_embeddings=False)),
     # GPT-2: learned positions, LayerNorm with bias, plain gelu MLP, Conv1D weights, fused c_attn.
     ("gpt2", "gpt2", dict()),
     ("distilgpt2-like", "gpt2", dict(n_layer=3, n_head=2, n_inner=None)),
@@ -153,7 +155,7 @@ def test_sharded_checkpoint(models, reference_logits):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("kv_dtype", ["float32", "float16"])
-@pytest.mark.parametrize("case_id", ["mistral-window", "gemma3", "gpt2", "phi3-fused"])
+@pytest.mark.parametrize("case_id", ["mistral-window", "gemma3", "gpt2", "phi3-fused", "phi2"])
 def test_incremental_decode_equals_full_sequence(models, isa, kv_dtype, case_id):
     """Prefill then one token at a time gives bitwise the logits of one full-sequence call: each
     output of the matmul kernels is reduced in an order independent of the number of tokens."""
@@ -318,6 +320,8 @@ def test_slm_cpu_isa_environment_variable(models, isa, tmp_path):
     ("phi3-fused", dict(layer_windows=(0, 0))),
     ("gpt2", dict(norm="rms")),
     ("stablelm", dict(rotary_dim=16)),
+    ("phi2", dict(parallel_residual=False)),
+    ("phi2", dict(lm_head_bias=False)),
 ])
 def test_each_variant_switch_matters(models, reference_logits, monkeypatch, case_id, change):
     """Turning any one of a family's switches off moves the logits far outside the tolerance, so

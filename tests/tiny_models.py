@@ -22,6 +22,7 @@ CONFIG_CLASSES = {
     "phi3": transformers.Phi3Config,
     "gpt2": transformers.GPT2Config,
     "stablelm": transformers.StableLmConfig,
+    "phi": transformers.PhiConfig,
 }
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

@@ -134,6 +134,7 @@ std::unique_ptr<PyEngine> build(const std::string& graph, const py::dict& cfg, c
   const std::string norm = cfg.contains("norm") ? cfg["norm"].cast<std::string>() : "rms";
   if (norm != "rms" && norm != "layer") throw ConfigError("norm must be rms or layer");
   c.norm_type = norm == "rms" ? NormType::RMS : NormType::Layer;
+  c.parallel_residual = cfg.contains("parallel_residual") && cfg["parallel_residual"].cast<bool>();
   c.n_threads = cfg["threads"].cast<int>();
   c.isa = cfg["isa"].cast<std::string>();
 
@@ -143,6 +144,7 @@ std::unique_ptr<PyEngine> build(const std::string& graph, const py::dict& cfg, c
   w.lm_head = r.matrix("lm_head");
   w.norm = r.vector("norm", c.hidden_size, false);
   w.norm_bias = r.vector("norm.bias", c.hidden_size, true);
+  w.lm_head_bias = r.vector("lm_head.bias", c.vocab_size, true);
   if (r.has("position_embeddings")) w.position_embeddings = r.matrix("position_embeddings");
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string p = "layers." + std::to_string(l) + ".";

@@ -50,6 +50,7 @@ struct ModelWeights {
   const float* norm = nullptr;
   const float* norm_bias = nullptr;  // LayerNorm models
   Matrix lm_head;
+  const float* lm_head_bias = nullptr;  // Phi-2
   std::vector<LayerWeights> layers;
 };
 
@@ -76,6 +77,9 @@ struct EngineConfig {
   Activation activation = Activation::SiLU;
   MlpType mlp_type = MlpType::Gated;
   NormType norm_type = NormType::RMS;
+  // Parallel attention and MLP (Phi-2, Falcon): x += attn(norm1(x)) + mlp(norm2(x)), both norms
+  // of the block's input; norm2 uses post_attention_layernorm's weights.
+  bool parallel_residual = false;
   int64_t max_seq_len = 0;
   DType kv_dtype = DType::F32;        // F32 or F16
   std::vector<int64_t> layer_windows;  // per layer; 0 = full causal attention

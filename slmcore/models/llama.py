@@ -45,11 +45,13 @@ def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
         if config.o_proj_bias:
             shapes[f"{layer}.self_attn.o_proj.bias"] = (hidden,)
         shapes[f"{layer}.post_attention_layernorm"] = (hidden,)
-        shapes[f"{layer}.mlp.gate_proj"] = (inter, hidden)
+        if config.mlp == "gated":
+            shapes[f"{layer}.mlp.gate_proj"] = (inter, hidden)
         shapes[f"{layer}.mlp.up_proj"] = (inter, hidden)
         shapes[f"{layer}.mlp.down_proj"] = (hidden, inter)
         if config.mlp_bias:
-            shapes[f"{layer}.mlp.gate_proj.bias"] = (inter,)
+            if config.mlp == "gated":
+                shapes[f"{layer}.mlp.gate_proj.bias"] = (inter,)
             shapes[f"{layer}.mlp.up_proj.bias"] = (inter,)
             shapes[f"{layer}.mlp.down_proj.bias"] = (hidden,)
         if config.qk_norm:
@@ -63,6 +65,8 @@ def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
             shapes[f"{layer}.post_attention_layernorm.bias"] = (hidden,)
     if config.norm == "layer":
         shapes["norm.bias"] = (hidden,)
+    if config.lm_head_bias:
+        shapes["lm_head.bias"] = (config.vocab_size,)
     return shapes
 
 
@@ -72,8 +76,10 @@ def _hf_names(canonical: str, layer_names: dict[str, str]) -> tuple[str, ...]:
     if prefix == "layers" and dot:
         index, _, part = rest.partition(".")
         canonical = f"layers.{index}.{layer_names.get(part, part)}"
+    else:
+        canonical = layer_names.get(canonical, canonical)
     name = canonical if canonical.endswith(".bias") else f"{canonical}.weight"
-    if canonical == "lm_head":
+    if canonical.startswith("lm_head"):
         return (name,)
     return (f"model.{name}", name)
 
@@ -92,15 +98,17 @@ def engine_weights(
 ) -> dict[str, tuple[np.ndarray, str]]:
     """Canonical name -> (array, dtype): shape-checked; matrices in dtype ("auto" = stored, zero-copy).
 
-    layer_names maps a canonical per-layer name (e.g. "post_attention_layernorm") to the family's
-    HF name when they differ. Norm weights get config.norm_weight_offset added (Gemma stores w - 1).
+    layer_names maps a canonical name (per layer, e.g. "post_attention_layernorm", or top-level,
+    e.g. "norm") to the family's HF name when they differ. Norm weights get config.norm_weight_offset added (Gemma stores w - 1).
     """
     layer_names = layer_names or {}
     if dtype != "auto" and dtype not in WEIGHT_DTYPES:
         raise InvalidArgumentError(f"dtype must be 'auto' or one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
 
     shapes = _expected_shapes(config)
-    hf_name = {canonical: _find(checkpoint, canonical, layer_names) for canonical in shapes if canonical != "lm_head"}
+    hf_name = {
+        canonical: _find(checkpoint, canonical, layer_names) for canonical in shapes if canonical != "lm_head"
+    }
     lm_head_name = None if config.tie_word_embeddings else _find(checkpoint, "lm_head", layer_names, required=False)
     if not config.tie_word_embeddings and lm_head_name is None:
         raise ModelFormatError(

@@ -72,6 +72,7 @@ class LlamaEngine final : public Engine {
     attn_.resize(chunk_ * q_dim_);
     gate_.resize(chunk_ * cfg_.intermediate_size);
     proj_.resize(chunk_ * cfg_.hidden_size);
+    if (cfg_.parallel_residual) block_input_.resize(chunk_ * cfg_.hidden_size);
     up_.resize(chunk_ * cfg_.intermediate_size);
     set_threads(cfg_.n_threads);
   }
@@ -204,14 +205,17 @@ class LlamaEngine final : public Engine {
     kernels_->matmul(a);
   }
 
-  // The block's pre-norm (RMSNorm, or LayerNorm with bias) of rows [first, first + n) of x.
-  void norm_rows(const float* weight, const float* bias, int64_t first, int64_t n, float* dst) const {
+  // The block's pre-norm (RMSNorm, or LayerNorm with bias) of rows [first, first + n) of src
+  // (default: the residual stream x).
+  void norm_rows(const float* weight, const float* bias, int64_t first, int64_t n, float* dst,
+                 const float* src = nullptr) const {
     const int64_t H = cfg_.hidden_size;
+    if (src == nullptr) src = x_.data();
     for (int64_t t = first; t < first + n; ++t) {
       if (cfg_.norm_type == NormType::RMS) {
-        kernels_->rmsnorm(x_.data() + t * H, weight, dst + t * H, H, cfg_.rms_norm_eps);
+        kernels_->rmsnorm(src + t * H, weight, dst + t * H, H, cfg_.rms_norm_eps);
       } else {
-        kernels_->layernorm(x_.data() + t * H, weight, bias, dst + t * H, H, cfg_.rms_norm_eps);
+        kernels_->layernorm(src + t * H, weight, bias, dst + t * H, H, cfg_.rms_norm_eps);
       }
     }
   }
@@ -358,12 +362,16 @@ class LlamaEngine final : public Engine {
     }
     for (int64_t l = 0; l < cfg_.n_layers; ++l) {
       const LayerWeights& L = w_.layers[l];
+      // Parallel blocks feed the MLP from the block's input, which the attention output is about
+      // to change: keep a copy.
+      if (cfg_.parallel_residual) std::memcpy(block_input_.data(), x_.data(), sizeof(float) * n * H);
+      const float* mlp_source = cfg_.parallel_residual ? block_input_.data() : nullptr;
       pool_->run([&](int tid) { qkv_rope_store(tid, l, n, pos0); });
       pool_->run([&](int tid) { attend(tid, l, n, pos0); });
       project_into_residual(L.o_proj, attn_.data(), q_dim_, n, L.o_bias, L.attn_output_norm);
       pool_->run([&](int tid) {
         float* h = normed_[tid].data();
-        norm_rows(L.post_attention_layernorm, L.post_attention_layernorm_bias, 0, n, h);
+        norm_rows(L.post_attention_layernorm, L.post_attention_layernorm_bias, 0, n, h, mlp_source);
         const Range r = split_range(I, tid, T, kRowAlign);
         if (r.begin >= r.end) return;
         if (cfg_.mlp_type == MlpType::Plain) {  // gate_ holds act(h Wup + b)
@@ -392,7 +400,7 @@ class LlamaEngine final : public Engine {
       float* h = normed_[tid].data();
       norm_rows(w_.norm, w_.norm_bias, first, count, h);
       const Range r = split_range(cfg_.vocab_size, tid, T, kRowAlign);
-      matmul(h + first * H, H, count, w_.lm_head, r.begin, r.end, logits_out, cfg_.vocab_size, nullptr, false);
+      matmul(h + first * H, H, count, w_.lm_head, r.begin, r.end, logits_out, cfg_.vocab_size, w_.lm_head_bias, false);
     });
   }
 
@@ -407,6 +415,7 @@ class LlamaEngine final : public Engine {
   Buffer<uint8_t> k_cache_, v_cache_;  // [layer][kv_head][position][head_dim] in kv_dtype
   Buffer<float> x_, q_, k_, v_, attn_, gate_, up_;
   Buffer<float> proj_;  // [chunk, hidden]: attention / MLP output before its output norm
+  Buffer<float> block_input_;  // [chunk, hidden]: x at the start of a parallel block
   std::vector<Buffer<float>> normed_;  // per thread: rmsnorm output [chunk, hidden]
   std::vector<Buffer<float>> scores_;  // per thread: attention scores [max_seq_len]
 };
