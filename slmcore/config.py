@@ -28,6 +28,7 @@ SUPPORTED_ARCHITECTURES: dict[str, str] = {
     "GPT2LMHeadModel": "gpt2",
     "StableLmForCausalLM": "stablelm",
     "PhiForCausalLM": "phi",
+    "GemmaForCausalLM": "gemma",
 }
 
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "longrope")
@@ -81,6 +82,14 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "bos_token_id": 1,
         "eos_token_id": 32000,
         "sliding_window": None,
+    },
+    "gemma": {
+        "max_position_embeddings": 8192,
+        "num_key_value_heads": 16,
+        "head_dim": 256,
+        "bos_token_id": 2,
+        "eos_token_id": 1,
+        "tie_word_embeddings": True,
     },
     "gemma3_text": {
         "max_position_embeddings": 131072,
@@ -294,7 +303,9 @@ def _parse(d: Any, source: str) -> ModelConfig:
     gemma = model_type == "gemma3_text"
     # Gemma3TextConfig names it hidden_activation; the others hidden_act.
     act_field = "hidden_activation" if gemma and d.get("hidden_activation") is not None else "hidden_act"
-    hidden_act = f.get(act_field, "gelu_pytorch_tanh" if gemma else "silu")
+    hidden_act = f.get(act_field, "gelu_pytorch_tanh" if model_type in ("gemma", "gemma3_text") else "silu")
+    if model_type == "gemma" and hidden_act == "gelu":
+        hidden_act = "gelu_pytorch_tanh"  # GemmaConfig: the legacy "gelu" of the official releases means tanh
     if hidden_act in _SILU_NAMES:
         activation = "silu"
     elif hidden_act in _GELU_TANH_NAMES:
@@ -319,8 +330,8 @@ def _parse(d: Any, source: str) -> ModelConfig:
         o_proj_bias, mlp_bias = False, False
     elif model_type == "phi":
         qkv_bias, o_proj_bias, mlp_bias = True, True, True
-    elif model_type in ("qwen3", "gemma3_text"):
-        # Qwen3Attention and Gemma3Attention give q/k/v/o bias=attention_bias; their MLPs have none.
+    elif model_type in ("qwen3", "gemma3_text", "gemma"):
+        # Qwen3Attention and Gemma(3)Attention give q/k/v/o bias=attention_bias; their MLPs have none.
         attention_bias = f.boolean("attention_bias", f.get("attention_bias", False))
         qkv_bias, o_proj_bias, mlp_bias = attention_bias, attention_bias, False
     else:  # mistral: no biases anywhere, whatever the JSON says
@@ -361,6 +372,11 @@ def _parse(d: Any, source: str) -> ModelConfig:
                     raise f.error(f"field 'hidden_act' is {hidden_act!r}; phi models run gelu_new / gelu_pytorch_tanh")
                 variants.update(mlp="plain", parallel_residual=True, lm_head_bias=True)
             rms_norm_eps = f.number("layer_norm_eps", f.get("layer_norm_eps", 1e-5))
+    elif model_type == "gemma":
+        if f.get("use_bidirectional_attention"):
+            raise f.error("field 'use_bidirectional_attention' is true; only causal attention is supported")
+        rope = _rope(f, max_position_embeddings)
+        variants = dict(activation=activation, norm_weight_offset=1.0, embed_scale=math.sqrt(hidden_size))
     else:
         rope = _rope(f, max_position_embeddings)
         variants = dict(activation=activation, qk_norm=model_type == "qwen3")
@@ -625,7 +641,7 @@ def _layer_windows(f: _Fields, model_type: str, num_hidden_layers: int) -> tuple
             return (0,) * num_hidden_layers
         return (_window(f, sliding_window),) * num_hidden_layers
 
-    if model_type in ("stablelm", "phi"):
+    if model_type in ("stablelm", "phi", "gemma"):
         return (0,) * num_hidden_layers
     if model_type == "phi3":
         # Phi3Model: every layer slides when sliding_window is set (null or absent: none).

@@ -57,6 +57,8 @@ CASES = [
     # StableLM 2: LayerNorm with bias, partial rotary (default 1/4 of head_dim), optional qkv bias.
     ("stablelm", "stablelm", dict(use_qkv_bias=True, tie_word_embeddings=False)),
     ("stablelm-half-rotary", "stablelm", dict(partial_rotary_factor=0.5, tie_word_embeddings=True)),
+    # Gemma (1): GeGLU, (1+w) norms, scaled embedding, head_dim 256 default overridden, MQA.
+    ("gemma", "gemma", dict(head_dim=24, num_key_value_heads=1, hidden_act="gelu")),
     # Phi-2: parallel attention + plain gelu MLP from one LayerNorm, partial rotary 0.5 (default), lm_head bias.
     ("phi2", "phi", dict(tie_word_embeddings=False)),
     # GPT-2: learned positions, LayerNorm with bias, plain gelu MLP, Conv1D weights, fused c_attn.
@@ -321,6 +323,8 @@ def test_slm_cpu_isa_environment_variable(models, isa, tmp_path):
     ("gpt2", dict(norm="rms")),
     ("stablelm", dict(rotary_dim=16)),
     ("phi2", dict(parallel_residual=False)),
+    ("gemma", dict(norm_weight_offset=0.0)),
+    ("gemma", dict(embed_scale=1.0)),
     ("phi2", dict(lm_head_bias=False)),
 ])
 def test_each_variant_switch_matters(models, reference_logits, monkeypatch, case_id, change):

@@ -23,6 +23,7 @@ CONFIG_CLASSES = {
     "gpt2": transformers.GPT2Config,
     "stablelm": transformers.StableLmConfig,
     "phi": transformers.PhiConfig,
+    "gemma": transformers.GemmaConfig,
 }
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
