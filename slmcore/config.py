@@ -29,6 +29,7 @@ SUPPORTED_ARCHITECTURES: dict[str, str] = {
     "StableLmForCausalLM": "stablelm",
     "PhiForCausalLM": "phi",
     "GemmaForCausalLM": "gemma",
+    "Gemma2ForCausalLM": "gemma2",
 }
 
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "longrope")
@@ -90,6 +91,18 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "bos_token_id": 2,
         "eos_token_id": 1,
         "tie_word_embeddings": True,
+    },
+    "gemma2": {
+        "max_position_embeddings": 8192,
+        "num_key_value_heads": 4,
+        "head_dim": 256,
+        "bos_token_id": 2,
+        "eos_token_id": 1,
+        "sliding_window": 4096,
+        "tie_word_embeddings": True,
+        "query_pre_attn_scalar": 256,
+        "final_logit_softcapping": 30.0,
+        "attn_logit_softcapping": 50.0,
     },
     "gemma3_text": {
         "max_position_embeddings": 131072,
@@ -174,6 +187,8 @@ class ModelConfig:
     learned_positions: bool = False  # absolute position embeddings added to the tokens' (GPT-2)
     parallel_residual: bool = False  # x += attn(norm(x)) + mlp(norm(x)) (Phi-2)
     lm_head_bias: bool = False  # Phi-2's lm_head has a bias
+    attn_softcap: float = 0.0  # Gemma 2: attention scores -> cap * tanh(scores / cap); 0 = none
+    final_softcap: float = 0.0  # Gemma 2: logits -> cap * tanh(logits / cap); 0 = none
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -300,10 +315,10 @@ def _parse(d: Any, source: str) -> ModelConfig:
         "tie_word_embeddings", f.get("tie_word_embeddings", defaults.get("tie_word_embeddings", False))
     )
 
-    gemma = model_type == "gemma3_text"
-    # Gemma3TextConfig names it hidden_activation; the others hidden_act.
+    gemma = model_type in ("gemma3_text", "gemma2")
+    # Gemma2/3 configs name it hidden_activation; the others hidden_act.
     act_field = "hidden_activation" if gemma and d.get("hidden_activation") is not None else "hidden_act"
-    hidden_act = f.get(act_field, "gelu_pytorch_tanh" if model_type in ("gemma", "gemma3_text") else "silu")
+    hidden_act = f.get(act_field, "gelu_pytorch_tanh" if model_type.startswith("gemma") else "silu")
     if model_type == "gemma" and hidden_act == "gelu":
         hidden_act = "gelu_pytorch_tanh"  # GemmaConfig: the legacy "gelu" of the official releases means tanh
     if hidden_act in _SILU_NAMES:
@@ -330,7 +345,7 @@ def _parse(d: Any, source: str) -> ModelConfig:
         o_proj_bias, mlp_bias = False, False
     elif model_type == "phi":
         qkv_bias, o_proj_bias, mlp_bias = True, True, True
-    elif model_type in ("qwen3", "gemma3_text", "gemma"):
+    elif model_type in ("qwen3", "gemma3_text", "gemma", "gemma2"):
         # Qwen3Attention and Gemma(3)Attention give q/k/v/o bias=attention_bias; their MLPs have none.
         attention_bias = f.boolean("attention_bias", f.get("attention_bias", False))
         qkv_bias, o_proj_bias, mlp_bias = attention_bias, attention_bias, False
@@ -338,16 +353,21 @@ def _parse(d: Any, source: str) -> ModelConfig:
         qkv_bias, o_proj_bias, mlp_bias = False, False, False
 
     if gemma:
-        rope, rope_local = _gemma3_ropes(f, max_position_embeddings)
+        if model_type == "gemma3_text":
+            rope, rope_local = _gemma3_ropes(f, max_position_embeddings)
+        else:
+            rope, rope_local = _rope(f, max_position_embeddings), None
+        caps = {}
         for cap in ("final_logit_softcapping", "attn_logit_softcapping"):
-            if f.get(cap) is not None:
-                raise f.error(f"field '{cap}' is {f.get(cap)!r}; logit soft-capping is not supported yet")
+            value = f.given_or(cap, defaults.get(cap))
+            caps[cap] = 0.0 if value is None else f.number(cap, value)
         if f.get("use_bidirectional_attention"):
             raise f.error("field 'use_bidirectional_attention' is true; only causal attention is supported")
         scalar = f.number("query_pre_attn_scalar", f.get("query_pre_attn_scalar", defaults["query_pre_attn_scalar"]))
         variants = dict(
-            activation=activation, qk_norm=True, sandwich_norms=True, norm_weight_offset=1.0,
+            activation=activation, qk_norm=model_type == "gemma3_text", sandwich_norms=True, norm_weight_offset=1.0,
             embed_scale=math.sqrt(hidden_size), attention_scale=scalar**-0.5, rope_local=rope_local,
+            attn_softcap=caps["attn_logit_softcapping"], final_softcap=caps["final_logit_softcapping"],
         )  # fmt: skip
     elif model_type in ("phi3", "stablelm", "phi"):
         params = f.d.get("rope_scaling") or f.d.get("rope_parameters") or {}
@@ -647,13 +667,15 @@ def _layer_windows(f: _Fields, model_type: str, num_hidden_layers: int) -> tuple
         # Phi3Model: every layer slides when sliding_window is set (null or absent: none).
         sliding_window = f.get("sliding_window")
         return (0,) * num_hidden_layers if sliding_window is None else (_window(f, sliding_window),) * num_hidden_layers
-    if model_type == "gemma3_text":
+    if model_type in ("gemma3_text", "gemma2"):
         # Gemma3TextConfig: layer_types, else every `sliding_window_pattern`-th layer (default 6) is
-        # global and the others slide over sliding_window (default 4096).
+        # global and the others slide over sliding_window (default 4096). Gemma2Config: every
+        # second layer (odd indices) is global.
         sliding_window = f.given_or("sliding_window", 4096)
         layer_types = f.d.get("layer_types")
         if layer_types is None:
-            pattern = f.integer("sliding_window_pattern", f.get("sliding_window_pattern", 6))
+            default_pattern = 6 if model_type == "gemma3_text" else 2
+            pattern = f.integer("sliding_window_pattern", f.get("sliding_window_pattern", default_pattern))
             layer_types = [
                 "sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(num_hidden_layers)
             ]

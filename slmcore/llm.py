@@ -246,6 +246,8 @@ class LLM:
             "norm": cfg.norm,
             "mlp": cfg.mlp,
             "parallel_residual": cfg.parallel_residual,
+            "attn_softcap": cfg.attn_softcap,
+            "final_softcap": cfg.final_softcap,
             "max_seq_len": max_seq_len,
             "kv_dtype": kv_dtype,
             "layer_windows": list(cfg.layer_windows),

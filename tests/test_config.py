@@ -438,8 +438,10 @@ def test_gemma3_hub_spelling() -> None:
     assert c.rope == RopeConfig(theta=5e5, rope_type="linear", factor=8.0)
     assert c.rope_local == RopeConfig(theta=5e3, rope_type="default")
     assert c.layer_windows == (3, 0, 3, 0, 3, 0, 3) and c.attention_scale == 64**-0.5
-    for bad in ({"final_logit_softcapping": 30.0}, {"attn_logit_softcapping": 50.0},
-                {"use_bidirectional_attention": True}, {"hidden_activation": "relu"}):
+    c = ModelConfig.from_dict({**base, "final_logit_softcapping": 30.0, "attn_logit_softcapping": 50.0})
+    assert (c.final_softcap, c.attn_softcap) == (30.0, 50.0)
+    assert ModelConfig.from_dict(base).final_softcap == 0.0  # Gemma 3 default: none
+    for bad in ({"use_bidirectional_attention": True}, {"hidden_activation": "relu"}, {"attn_logit_softcapping": -1}):
         with pytest.raises(ConfigError):
             ModelConfig.from_dict({**base, **bad})
 

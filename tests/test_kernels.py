@@ -380,6 +380,25 @@ def test_attention(isa, kv_dtype, head_dim):
             assert err <= tol, f"n_pos {n_pos} [{b}, {e}) q_scale {q_scale}: {err:.3g} > {tol:.3g}"
 
 
+@pytest.mark.parametrize("head_dim", [24, 64])
+@pytest.mark.parametrize("isa", ISAS)
+def test_attention_softcap(isa, head_dim):
+    """Gemma 2's soft-capping: scores become cap * tanh(s / cap); scores far beyond the cap
+    (q scaled up) are where it changes the result."""
+    rng = rng_for("attention-softcap", isa, head_dim)
+    for n_pos, b, e in ATTN_CASES:
+        q = (rng.standard_normal(head_dim) * 8).astype(np.float32)
+        k = rng.standard_normal((n_pos, head_dim)).astype(np.float32)
+        v = rng.standard_normal((n_pos, head_dim)).astype(np.float32)
+        scale = 1.0 / math.sqrt(head_dim)
+        got = K.attention(isa, q, k, v, scale, b, e, softcap=5.0)
+        want = ref.attention(q, k[b:e], v[b:e], np.float32(scale), softcap=5.0)
+        tol = bound("attention", "float32", q=q, k=k[b:e], v=v[b:e], scale=scale, n_pos=e - b)
+        assert np.abs(got - want).max() <= tol
+        if e - b > 1:  # the cap matters
+            assert np.abs(K.attention(isa, q, k, v, scale, b, e) - want).max() > 10 * tol
+
+
 @pytest.mark.parametrize("kv_dtype", [np.float32, np.float16], ids=["float32", "float16"])
 @pytest.mark.parametrize("isa", ISAS)
 def test_attention_strided_unaligned_cache(isa, kv_dtype):

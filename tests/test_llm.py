@@ -59,6 +59,10 @@ CASES = [
     ("stablelm-half-rotary", "stablelm", dict(partial_rotary_factor=0.5, tie_word_embeddings=True)),
     # Gemma (1): GeGLU, (1+w) norms, scaled embedding, head_dim 256 default overridden, MQA.
     ("gemma", "gemma", dict(head_dim=24, num_key_value_heads=1, hidden_act="gelu")),
+    # Gemma 2: attention and final logit soft-capping (small caps so they bite), sandwich norms,
+    # alternating window (even layers), query_pre_attn_scalar.
+    ("gemma2", "gemma2", dict(head_dim=16, num_hidden_layers=3, sliding_window=5, query_pre_attn_scalar=20,
+                              attn_logit_softcapping=2.0, final_logit_softcapping=1.5)),
     # Phi-2: parallel attention + plain gelu MLP from one LayerNorm, partial rotary 0.5 (default), lm_head bias.
     ("phi2", "phi", dict(tie_word_embeddings=False)),
     # GPT-2: learned positions, LayerNorm with bias, plain gelu MLP, Conv1D weights, fused c_attn.
@@ -157,7 +161,7 @@ def test_sharded_checkpoint(models, reference_logits):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("kv_dtype", ["float32", "float16"])
-@pytest.mark.parametrize("case_id", ["mistral-window", "gemma3", "gpt2", "phi3-fused", "phi2"])
+@pytest.mark.parametrize("case_id", ["mistral-window", "gemma3", "gemma2", "gpt2", "phi3-fused", "phi2"])
 def test_incremental_decode_equals_full_sequence(models, isa, kv_dtype, case_id):
     """Prefill then one token at a time gives bitwise the logits of one full-sequence call: each
     output of the matmul kernels is reduced in an order independent of the number of tokens."""
@@ -324,6 +328,9 @@ def test_slm_cpu_isa_environment_variable(models, isa, tmp_path):
     ("stablelm", dict(rotary_dim=16)),
     ("phi2", dict(parallel_residual=False)),
     ("gemma", dict(norm_weight_offset=0.0)),
+    ("gemma2", dict(attn_softcap=0.0)),
+    ("gemma2", dict(final_softcap=0.0)),
+    ("gemma2", dict(layer_windows=(0, 0, 0))),
     ("gemma", dict(embed_scale=1.0)),
     ("phi2", dict(lm_head_bias=False)),
 ])

@@ -24,6 +24,7 @@ CONFIG_CLASSES = {
     "stablelm": transformers.StableLmConfig,
     "phi": transformers.PhiConfig,
     "gemma": transformers.GemmaConfig,
+    "gemma2": transformers.Gemma2Config,
 }
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

@@ -125,6 +125,9 @@ std::unique_ptr<PyEngine> build(const std::string& graph, const py::dict& cfg, c
   c.layer_rope = cfg.contains("layer_rope") ? cfg["layer_rope"].cast<std::vector<int64_t>>()
                                             : std::vector<int64_t>(static_cast<size_t>(c.n_layers), 0);
   c.embed_scale = cfg.contains("embed_scale") ? cfg["embed_scale"].cast<float>() : 1.f;
+  c.attn_softcap = cfg.contains("attn_softcap") ? cfg["attn_softcap"].cast<float>() : 0.f;
+  c.final_softcap = cfg.contains("final_softcap") ? cfg["final_softcap"].cast<float>() : 0.f;
+  if (!(c.attn_softcap >= 0.f) || !(c.final_softcap >= 0.f)) throw ConfigError("soft-capping values must be >= 0");
   const std::string activation = cfg.contains("activation") ? cfg["activation"].cast<std::string>() : "silu";
   if (activation != "silu" && activation != "gelu_tanh") throw ConfigError("activation must be silu or gelu_tanh");
   c.activation = activation == "silu" ? Activation::SiLU : Activation::GeluTanh;

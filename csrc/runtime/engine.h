@@ -74,6 +74,8 @@ struct EngineConfig {
   float rms_norm_eps = 1e-5f;
   float attention_scale = 0.f;        // usually 1/sqrt(head_dim)
   float embed_scale = 1.f;            // token embeddings are multiplied by this (Gemma: sqrt(hidden))
+  float attn_softcap = 0.f;           // Gemma 2: scores -> cap * tanh(scores / cap); 0 = none
+  float final_softcap = 0.f;          // Gemma 2: logits -> cap * tanh(logits / cap); 0 = none
   Activation activation = Activation::SiLU;
   MlpType mlp_type = MlpType::Gated;
   NormType norm_type = NormType::RMS;

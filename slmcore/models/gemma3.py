@@ -1,6 +1,7 @@
-"""Gemma 3 text models (gemma3_text): the llama graph with GeGLU, q/k head norms, norms of the
+"""Gemma 2 and Gemma 3 text models (gemma2, gemma3_text): the llama graph with GeGLU, q/k head norms, norms of the
 attention and MLP outputs, (1 + w) RMSNorm weights, an embedding scaled by sqrt(hidden_size), and
-sliding-window layers with their own rope base (config.py resolves all of these switches).
+sliding-window layers with their own rope base (Gemma 3), attention and final logit soft-capping
+(Gemma 2); config.py resolves all of these switches. Gemma 2 has no q/k head norms.
 
 Only the per-layer norm names differ from the canonical (Llama) ones: Gemma's
 post_attention_layernorm normalises the attention output, and pre_feedforward_layernorm is the
@@ -16,7 +17,7 @@ from slmcore.loader import Checkpoint
 from slmcore.models import llama
 
 GRAPH = "llama"
-MODEL_TYPES = ("gemma3_text",)
+MODEL_TYPES = ("gemma3_text", "gemma2")
 
 LAYER_NAMES = {
     "post_attention_layernorm": "pre_feedforward_layernorm",

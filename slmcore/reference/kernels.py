@@ -81,9 +81,13 @@ def softmax(s: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float) -> np.ndarray:
-    """One query head over rows of K, V: softmax(scale * K q) @ V."""
-    p = softmax(scale * (np.asarray(k, dtype=np.float64) @ np.asarray(q, dtype=np.float64)))
+def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, softcap: float = 0.0) -> np.ndarray:
+    """One query head over rows of K, V: softmax(scale * K q) @ V; with softcap > 0 the scores
+    s become softcap * tanh(s / softcap) first (Gemma 2)."""
+    s = scale * (np.asarray(k, dtype=np.float64) @ np.asarray(q, dtype=np.float64))
+    if softcap > 0:
+        s = softcap * np.tanh(s / softcap)
+    p = softmax(s)
     return p @ np.asarray(v, dtype=np.float64)
 
 

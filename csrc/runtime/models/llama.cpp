@@ -14,6 +14,7 @@
 // then logits = rmsnorm(x) Wlm_head. Work is split by output rows (or heads, or token×head
 // pairs), never along a reduction, so every value is the same for any number of threads.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -335,6 +336,7 @@ class LlamaEngine final : public Engine {
       a.kv_end = pos + 1;
       a.head_dim = hd;
       a.scale = cfg_.attention_scale;
+      a.softcap = cfg_.attn_softcap;
       a.scores = scores_[tid].data();
       a.out = attn_.data() + t * q_dim_ + head * hd;
       kernels_->attention(a);
@@ -401,6 +403,13 @@ class LlamaEngine final : public Engine {
       norm_rows(w_.norm, w_.norm_bias, first, count, h);
       const Range r = split_range(cfg_.vocab_size, tid, T, kRowAlign);
       matmul(h + first * H, H, count, w_.lm_head, r.begin, r.end, logits_out, cfg_.vocab_size, w_.lm_head_bias, false);
+      if (cfg_.final_softcap > 0.f) {  // Gemma 2
+        const float cap = cfg_.final_softcap;
+        for (int64_t t = 0; t < count; ++t) {
+          float* row = logits_out + t * cfg_.vocab_size;
+          for (int64_t o = r.begin; o < r.end; ++o) row[o] = cap * std::tanh(row[o] / cap);
+        }
+      }
     });
   }
 

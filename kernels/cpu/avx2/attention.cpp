@@ -54,6 +54,9 @@ float scores_pass(const AttentionArgs& a) {
     if (rem) acc = _mm256_fmadd_ps(q_tail, load_widen_partial<D>(k0 + n_full * kLanes * es, rem), acc);
     a.scores[j] = a.scale * hsum(acc);
   }
+  if (a.softcap > 0.f) {  // Gemma 2's soft-capping: rare, so scalar
+    for (j = 0; j < n; ++j) a.scores[j] = a.softcap * std::tanh(a.scores[j] / a.softcap);
+  }
   __m256 mx = _mm256_set1_ps(-INFINITY);
   for (j = 0; j + kLanes <= n; j += kLanes) mx = _mm256_max_ps(mx, _mm256_loadu_ps(a.scores + j));
   float m = hmax(mx);

@@ -61,6 +61,9 @@ void scores_pass(const AttentionArgs& a, int64_t n_full, __mmask16 tail, float* 
     }
     a.scores[j] = a.scale * hsum(acc);
   }
+  if (a.softcap > 0.f) {  // Gemma 2's soft-capping: rare, so scalar
+    for (j = 0; j < n; ++j) a.scores[j] = a.softcap * std::tanh(a.scores[j] / a.softcap);
+  }
   for (j = 0; j < n; j += kLanes) {
     const __mmask16 m = first_lanes(n - j < kLanes ? n - j : kLanes);
     mx = _mm512_mask_max_ps(mx, m, mx, _mm512_maskz_loadu_ps(m, a.scores + j));

@@ -31,7 +31,8 @@ void attention_impl(const AttentionArgs& a) {
       for (int u = 0; u < 4; ++u) s[u] += a.q[d + u] * load_kv<D>(kr + (d + u) * es);
     }
     for (int u = 0; d < hd; ++d, ++u) s[u] += a.q[d] * load_kv<D>(kr + d * es);
-    const float score = a.scale * ((s[0] + s[1]) + (s[2] + s[3]));
+    float score = a.scale * ((s[0] + s[1]) + (s[2] + s[3]));
+    if (a.softcap > 0.f) score = a.softcap * std::tanh(score / a.softcap);
     a.scores[j] = score;
     mx = score > mx ? score : mx;
   }

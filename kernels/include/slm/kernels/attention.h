@@ -5,7 +5,8 @@
 
 namespace slm::kernels {
 
-// out[d] = sum_j p_j * V[j, d]  with  p = softmax_j(scale * dot(q, K[j, :]))  for j in [kv_begin, kv_end).
+// out[d] = sum_j p_j * V[j, d]  with  p = softmax_j(s_j), s_j = scale * dot(q, K[j, :])  for j in [kv_begin, kv_end),
+// and with softcap > 0 (Gemma 2) s_j = softcap * tanh(s_j / softcap) before the softmax.
 // K and V have element type kv_dtype (F32 or F16); row j starts at k + j*kv_stride elements.
 // The caller applies the causal mask and sliding window by choosing [kv_begin, kv_end), which
 // must be non-empty. scores is caller-owned scratch of at least kv_end - kv_begin floats.
@@ -19,6 +20,7 @@ struct AttentionArgs {
   int64_t kv_end;
   int64_t head_dim;
   float scale;
+  float softcap;  // 0: none
   float* scores;
   float* out;
 };
