@@ -290,6 +290,20 @@ def test_gelu_tanh(isa, n):
     assert np.all(np.abs(K.gelu_tanh(isa, x) - want) <= geglu_bound(want, x, ones))
 
 
+@pytest.mark.parametrize("n", [1, 7, 8, 17, 100, 3072])
+@pytest.mark.parametrize("isa", ISAS)
+def test_gelu_erf(isa, n):
+    """Exact GELU: relative error (erfc's fit is good to 1.2e-7 relative, then exp and a few
+    roundings) in both tails, including x far below 0 where the value is tiny. Rounding x/sqrt(2)
+    to float32 moves erfc by a relative 2 z^2 eps (z^2 = x^2/2), so the bound grows with x^2."""
+    rng = rng_for("gelu_erf", isa, n)
+    x = np.concatenate([(rng.standard_normal(n) * 4), [-12.0, -9.0, -5.0, -1e-8, 0.0, 3e-8, 5.0, 30.0]])
+    x = x.astype(np.float32)
+    want = ref.gelu_erf(x)
+    bound = 8 * np.finfo(np.float32).eps * (1 + x.astype(np.float64) ** 2) * np.abs(want) + 1e-37
+    assert np.all(np.abs(K.gelu_erf(isa, x) - want) <= bound)
+
+
 def test_rmsnorm_argument_checks():
     E = slmcore.errors.InvalidArgumentError
     with pytest.raises(E):

@@ -207,19 +207,26 @@ py::array layernorm(const std::string& isa, const py::object& x_obj, const py::o
   return std::move(y);
 }
 
-py::array gelu_tanh(const std::string& isa, const py::object& x_obj) {
-  const auto& k = table(isa);
+py::array plain_activation(const char* name, void (*fn)(const float*, float*, int64_t), const py::object& x_obj) {
   const F32Array x = F32Array::ensure(x_obj);
-  if (!x) invalid("gelu_tanh: x must be an array of float32 (or convertible)");
+  if (!x) invalid(std::string(name) + ": x must be an array of float32 (or convertible)");
   F32Array out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
   const float* xp = x.data();
   float* op = out.mutable_data();
   const int64_t n = x.size();
   {
     py::gil_scoped_release release;
-    k.gelu_tanh(xp, op, n);
+    fn(xp, op, n);
   }
   return std::move(out);
+}
+
+py::array gelu_tanh(const std::string& isa, const py::object& x) {
+  return plain_activation("gelu_tanh", table(isa).gelu_tanh, x);
+}
+
+py::array gelu_erf(const std::string& isa, const py::object& x) {
+  return plain_activation("gelu_erf", table(isa).gelu_erf, x);
 }
 
 py::array rope(const std::string& isa, const py::object& x_obj, const py::object& cos_obj, const py::object& sin_obj,
@@ -386,6 +393,7 @@ void bind_kernels(py::module_& m) {
   km.def("rmsnorm", &rmsnorm, py::arg("isa"), py::arg("x"), py::arg("w"), py::arg("eps"));
   km.def("layernorm", &layernorm, py::arg("isa"), py::arg("x"), py::arg("w"), py::arg("b"), py::arg("eps"));
   km.def("gelu_tanh", &gelu_tanh, py::arg("isa"), py::arg("x"));
+  km.def("gelu_erf", &gelu_erf, py::arg("isa"), py::arg("x"));
   km.def("rope", &rope, py::arg("isa"), py::arg("x"), py::arg("cos"), py::arg("sin"), py::arg("rotary_dim"),
          py::arg("style") = "neox", "A rotated copy of x [n_heads, head_dim].");
   km.def("attention", &attention, py::arg("isa"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("scale"),

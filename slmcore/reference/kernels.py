@@ -110,5 +110,13 @@ def gelu_tanh(x: np.ndarray) -> np.ndarray:
     return x * np.where(z2 >= 0, 1.0, e) / (1.0 + e)
 
 
+def gelu_erf(x: np.ndarray) -> np.ndarray:
+    """The exact GELU, x * Phi(x), through math.erfc (accurate in both tails)."""
+    import math
+
+    x = np.asarray(x, dtype=np.float64)
+    return x * 0.5 * np.vectorize(math.erfc)(-x / math.sqrt(2.0))
+
+
 def geglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
     return gelu_tanh(gate) * np.asarray(up, dtype=np.float64)

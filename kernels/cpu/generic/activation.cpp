@@ -42,4 +42,8 @@ void gelu_tanh(const float* x, float* out, int64_t n) {
   }
 }
 
+void gelu_erf(const float* x, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = 0.5f * x[i] * std::erfc(-x[i] * 0.70710678118654752f);
+}
+
 }  // namespace slm::kernels::generic

@@ -15,6 +15,7 @@ void attention(const AttentionArgs& args);
 void swiglu(const float* gate, const float* up, float* out, int64_t n);
 void geglu(const float* gate, const float* up, float* out, int64_t n);
 void gelu_tanh(const float* x, float* out, int64_t n);
+void gelu_erf(const float* x, float* out, int64_t n);
 void to_f32(const void* src, DType src_dtype, float* dst, int64_t n);
 void f32_to_f16(const float* src, uint16_t* dst, int64_t n);
 

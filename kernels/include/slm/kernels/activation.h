@@ -14,6 +14,7 @@ using SwiGluFn = void (*)(const float* gate, const float* up, float* out, int64_
 using GeGluFn = void (*)(const float* gate, const float* up, float* out, int64_t n);
 
 // out[i] = gelu_tanh(x[i]) (the plain, ungated MLP of GPT-2 style models). out may alias x.
+// gelu_erf is the exact GELU x * Phi(x) = x * erfc(-x / sqrt(2)) / 2 (Falcon).
 using GeluFn = void (*)(const float* x, float* out, int64_t n);
 
 }  // namespace slm::kernels

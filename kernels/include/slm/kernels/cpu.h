@@ -21,6 +21,7 @@ struct CpuKernels {
   SwiGluFn swiglu;
   GeGluFn geglu;
   GeluFn gelu_tanh;
+  GeluFn gelu_erf;
   ToF32Fn to_f32;
   F32ToF16Fn f32_to_f16;
 };
