@@ -30,6 +30,7 @@ SUPPORTED_ARCHITECTURES: dict[str, str] = {
     "PhiForCausalLM": "phi",
     "GemmaForCausalLM": "gemma",
     "Gemma2ForCausalLM": "gemma2",
+    "FalconForCausalLM": "falcon",
 }
 
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "longrope")
@@ -174,7 +175,7 @@ class ModelConfig:
     eos_token_ids: tuple[int, ...]
     raw: dict = field(compare=False, repr=False)
     # Variant switches of the decoder (defaults: Llama).
-    activation: str = "silu"  # gated MLP: "silu" (SwiGLU) | "gelu_tanh" (GeGLU)
+    activation: str = "silu"  # "silu" (SwiGLU) | "gelu_tanh" (GeGLU, GPT-2) | "gelu_erf" (exact GELU, Falcon's plain MLP)
     qk_norm: bool = False  # RMSNorm of each q and k head before rope (Qwen3, Gemma 3)
     sandwich_norms: bool = False  # RMSNorm of attention and MLP outputs before the residual add (Gemma)
     norm_weight_offset: float = 0.0  # RMSNorm scales by (offset + w): Gemma stores w - 1
@@ -275,6 +276,8 @@ def _parse(d: Any, source: str) -> ModelConfig:
     _check_quantization(f)
     if model_type == "gpt2":
         return _parse_gpt2(f, architecture)
+    if model_type == "falcon":
+        return _parse_falcon(f, architecture)
     defaults = _FAMILY_DEFAULTS[model_type]
 
     vocab_size = f.required_int("vocab_size")
@@ -486,6 +489,70 @@ def _parse_gpt2(f: _Fields, architecture: str) -> ModelConfig:
         norm="layer",
         mlp="plain",
         learned_positions=True,
+    )
+
+
+def _parse_falcon(f: _Fields, architecture: str) -> ModelConfig:
+    """Falcon (FalconConfig) in its three layouts: the original multi-query one (Falcon-7B: one
+    K/V head, parallel attention and MLP from one LayerNorm), `new_decoder_architecture` (Falcon-40B:
+    grouped K/V, separate ln_attn / ln_mlp) and `num_ln_in_parallel_attn=1` (Falcon2-11B: grouped
+    K/V, one LayerNorm); plus the sequential `parallel_attn=false` form. The fused qkv layout that
+    goes with each is undone in models/falcon.py. LayerNorm, rotary, a plain exact-GELU MLP."""
+    hidden_size = f.required_int("hidden_size")
+    num_layers = f.required_int("num_hidden_layers")
+    num_heads = f.required_int("num_attention_heads")
+    vocab_size = f.required_int("vocab_size")
+    if hidden_size % num_heads:
+        raise f.error(f"field 'hidden_size' ({hidden_size}) must be a multiple of 'num_attention_heads' ({num_heads})")
+    if f.get("alibi"):
+        raise f.error("field 'alibi' is true (Falcon-RW); ALiBi is not supported yet")
+    new_arch = f.boolean("new_decoder_architecture", f.get("new_decoder_architecture", False))
+    multi_query = f.boolean("multi_query", f.get("multi_query", True))
+    parallel = f.boolean("parallel_attn", f.get("parallel_attn", True))
+    if new_arch and not parallel:
+        raise f.error("new_decoder_architecture with parallel_attn=false is not a Falcon layout")
+    kv = f.get("num_kv_heads")
+    kv = num_heads if kv is None else f.integer("num_kv_heads", kv)
+    num_kv_heads = kv if (new_arch or not multi_query) else 1
+    if num_heads % num_kv_heads:
+        raise f.error(f"field 'num_attention_heads' ({num_heads}) must be a multiple of 'num_kv_heads' ({num_kv_heads})")
+    activation = f.get("activation", "gelu")
+    names = {"gelu": "gelu_erf", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
+    if activation not in names:
+        raise f.error(f"field 'activation' is {activation!r}; supported: {', '.join(map(repr, names))}")
+    ffn = f.get("ffn_hidden_size")
+    max_pos = f.integer("max_position_embeddings", f.get("max_position_embeddings", 2048))
+    bias = f.boolean("bias", f.get("bias", False))
+    eos = f.get("eos_token_id", 11)
+    eos_list = eos if isinstance(eos, list) else ([] if eos is None else [eos])
+    bos = f.get("bos_token_id", 11)
+    return ModelConfig(
+        architecture=architecture,
+        model_type="falcon",
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=4 * hidden_size if ffn is None else f.integer("ffn_hidden_size", ffn),
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        head_dim=hidden_size // num_heads,
+        rms_norm_eps=f.number("layer_norm_epsilon", f.get("layer_norm_epsilon", 1e-5)),
+        max_position_embeddings=max_pos,
+        tie_word_embeddings=f.boolean("tie_word_embeddings", f.get("tie_word_embeddings", True)),
+        qkv_bias=bias,
+        o_proj_bias=bias,
+        mlp_bias=bias,
+        hidden_act=activation,
+        rope=_rope(f, max_pos),
+        layer_windows=(0,) * num_layers,
+        torch_dtype=_torch_dtype(f),
+        bos_token_id=None if bos is None else f.integer("bos_token_id", bos, minimum=0),
+        eos_token_ids=tuple(f.integer("eos_token_id", e, minimum=0) for e in eos_list),
+        raw=f.d,
+        activation=names[activation],
+        norm="layer",
+        mlp="plain",
+        parallel_residual=parallel,
     )
 
 

@@ -25,6 +25,7 @@ CONFIG_CLASSES = {
     "phi": transformers.PhiConfig,
     "gemma": transformers.GemmaConfig,
     "gemma2": transformers.Gemma2Config,
+    "falcon": transformers.FalconConfig,
 }
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -62,7 +63,8 @@ def make_tiny_model(
     with torch.no_grad():
         for name, param in model.named_parameters():
             noise = torch.randn(param.shape, dtype=torch.float32) * INIT_STD
-            is_norm = name.endswith(("norm.weight", "ln_1.weight", "ln_2.weight", "ln_f.weight"))
+            is_norm = name.endswith(("norm.weight", "ln_1.weight", "ln_2.weight", "ln_f.weight", "ln_attn.weight",
+                                     "ln_mlp.weight"))
             param.copy_(1.0 + noise if is_norm else noise)
     model = model.to(TORCH_DTYPES[dtype])
     # ~0.5 MB of float32 weights: 100 KB shards give several files.

@@ -129,8 +129,15 @@ std::unique_ptr<PyEngine> build(const std::string& graph, const py::dict& cfg, c
   c.final_softcap = cfg.contains("final_softcap") ? cfg["final_softcap"].cast<float>() : 0.f;
   if (!(c.attn_softcap >= 0.f) || !(c.final_softcap >= 0.f)) throw ConfigError("soft-capping values must be >= 0");
   const std::string activation = cfg.contains("activation") ? cfg["activation"].cast<std::string>() : "silu";
-  if (activation != "silu" && activation != "gelu_tanh") throw ConfigError("activation must be silu or gelu_tanh");
-  c.activation = activation == "silu" ? Activation::SiLU : Activation::GeluTanh;
+  if (activation == "silu") {
+    c.activation = Activation::SiLU;
+  } else if (activation == "gelu_tanh") {
+    c.activation = Activation::GeluTanh;
+  } else if (activation == "gelu_erf") {
+    c.activation = Activation::GeluErf;
+  } else {
+    throw ConfigError("activation must be silu, gelu_tanh or gelu_erf");
+  }
   const std::string mlp = cfg.contains("mlp") ? cfg["mlp"].cast<std::string>() : "gated";
   if (mlp != "gated" && mlp != "plain") throw ConfigError("mlp must be gated or plain");
   c.mlp_type = mlp == "gated" ? MlpType::Gated : MlpType::Plain;

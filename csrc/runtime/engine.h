@@ -56,7 +56,7 @@ struct ModelWeights {
 
 // The MLP's activation: silu or gelu with the tanh approximation; gated (act(x Wgate) * x Wup,
 // SwiGLU / GeGLU) or plain (act(x Wup + b), GPT-2).
-enum class Activation { SiLU, GeluTanh };
+enum class Activation { SiLU, GeluTanh, GeluErf };
 enum class MlpType { Gated, Plain };
 // RMSNorm (Llama) or LayerNorm with a bias (GPT-2).
 enum class NormType { RMS, Layer };

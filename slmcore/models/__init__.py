@@ -10,9 +10,9 @@ import types
 
 from slmcore.config import ModelConfig
 from slmcore.errors import ConfigError
-from slmcore.models import gemma3, gpt2, llama, phi, phi3
+from slmcore.models import falcon, gemma3, gpt2, llama, phi, phi3
 
-_FAMILIES: tuple[types.ModuleType, ...] = (llama, gemma3, phi3, phi, gpt2)
+_FAMILIES: tuple[types.ModuleType, ...] = (llama, gemma3, phi3, phi, gpt2, falcon)
 
 _BY_MODEL_TYPE: dict[str, types.ModuleType] = {
     model_type: family for family in _FAMILIES for model_type in family.MODEL_TYPES

@@ -143,7 +143,10 @@ class LlamaEngine final : public Engine {
                         std::to_string(c.n_kv_heads) + ")");
     }
     if (c.activation == Activation::SiLU && c.mlp_type == MlpType::Plain) {
-      throw ConfigError("a plain (ungated) MLP runs gelu_tanh only");
+      throw ConfigError("a plain (ungated) MLP runs gelu_tanh or gelu_erf");
+    }
+    if (c.activation == Activation::GeluErf && c.mlp_type == MlpType::Gated) {
+      throw ConfigError("a gated MLP runs silu or gelu_tanh");
     }
     if (c.rotary_dim < 0 || c.rotary_dim > c.head_dim || c.rotary_dim % 2 != 0) {
       throw ConfigError("rotary_dim must be even and at most head_dim, got " + std::to_string(c.rotary_dim));
@@ -378,9 +381,10 @@ class LlamaEngine final : public Engine {
         if (r.begin >= r.end) return;
         if (cfg_.mlp_type == MlpType::Plain) {  // gate_ holds act(h Wup + b)
           matmul(h, H, n, L.up_proj, r.begin, r.end, gate_.data(), I, L.up_bias, false);
+          const auto gelu = cfg_.activation == Activation::GeluErf ? kernels_->gelu_erf : kernels_->gelu_tanh;
           for (int64_t t = 0; t < n; ++t) {
             float* g = gate_.data() + t * I + r.begin;
-            kernels_->gelu_tanh(g, g, r.end - r.begin);
+            gelu(g, g, r.end - r.begin);
           }
           return;
         }
