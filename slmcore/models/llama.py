@@ -111,3 +111,13 @@ def _find(checkpoint: Checkpoint, canonical: str, required: bool = True) -> str 
     if not required:
         return None
     raise ModelFormatError(f"{checkpoint.model_dir}: the checkpoint has no tensor {_hf_names(canonical)[0]!r}")
+
+
+def weight_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Canonical name -> shape of every weight the config calls for (lm_head included, even when tied)."""
+    return _expected_shapes(config)
+
+
+def checkpoint_names(canonical: str) -> tuple[str, ...]:
+    """The checkpoint names tried, in order, for a canonical weight (e.g. 'model.layers.0.mlp.up_proj.weight')."""
+    return _hf_names(canonical)
