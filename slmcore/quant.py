@@ -645,7 +645,7 @@ def _finite_scales(checkpoint: Checkpoint, name: str, array: np.ndarray) -> np.n
 
 
 def _load_float(checkpoint: Checkpoint, name: str, shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
-    if f"{name}".endswith(".weight") and f"{_stem(name)}.qweight" in checkpoint.quantized and name not in checkpoint.tensors:
+    if name.endswith(".weight") and f"{_stem(name)}.qweight" in checkpoint.quantized and name not in checkpoint.tensors:
         raise ModelFormatError(
             f"{checkpoint.model_dir}: {_stem(name)!r} is stored quantized but quantization_config does not list it "
             "(norms and vectors are never quantized; matrices are int4 unless listed)"
