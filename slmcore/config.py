@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,38 @@ _DTYPE_NAMES = ("float32", "float16", "bfloat16")
 # quant_method values we load ourselves (DESIGN.md section 4); every other method is refused.
 _OWN_QUANT_METHODS = ("slmcore",)
 
+# slmcore's int4 format (DESIGN.md section 4): the only bit width and the group sizes it defines.
+QUANT_BITS = 4
+QUANT_GROUP_SIZES = (32, 64, 128)
+_QUANT_KEYS = ("quant_method", "bits", "group_size", "sym", "unquantized", "int8")
+
+
+@dataclass(frozen=True)
+class QuantizationConfig:
+    """config.json's quantization_config for quant_method "slmcore" (DESIGN.md section 4), validated.
+
+    `unquantized` and `int8` name matrices by their checkpoint name without ".weight" (e.g.
+    "model.embed_tokens", "lm_head"); every other matrix is int4. Norms and biases are never listed.
+    """
+
+    group_size: int
+    sym: bool
+    unquantized: tuple[str, ...] = ()
+    int8: tuple[str, ...] = ()
+    bits: int = QUANT_BITS
+    quant_method: str = "slmcore"
+
+    def to_dict(self) -> dict:
+        """The JSON object written into config.json."""
+        return {
+            "quant_method": self.quant_method,
+            "bits": self.bits,
+            "group_size": self.group_size,
+            "sym": self.sym,
+            "unquantized": list(self.unquantized),
+            "int8": list(self.int8),
+        }
+
 
 @dataclass(frozen=True)
 class RopeConfig:
@@ -190,6 +222,8 @@ class ModelConfig:
     lm_head_bias: bool = False  # Phi-2's lm_head has a bias
     attn_softcap: float = 0.0  # Gemma 2: attention scores -> cap * tanh(scores / cap); 0 = none
     final_softcap: float = 0.0  # Gemma 2: logits -> cap * tanh(logits / cap); 0 = none
+    # quantization_config of an slmcore-quantized checkpoint; None for unquantized ones.
+    quantization: QuantizationConfig | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -273,11 +307,11 @@ def _parse(d: Any, source: str) -> ModelConfig:
     f = _Fields(d, source)
 
     architecture, model_type = _architecture(f)
-    _check_quantization(f)
+    quantization = _quantization(f)
     if model_type == "gpt2":
-        return _parse_gpt2(f, architecture)
+        return replace(_parse_gpt2(f, architecture), quantization=quantization)
     if model_type == "falcon":
-        return _parse_falcon(f, architecture)
+        return replace(_parse_falcon(f, architecture), quantization=quantization)
     defaults = _FAMILY_DEFAULTS[model_type]
 
     vocab_size = f.required_int("vocab_size")
@@ -435,6 +469,7 @@ def _parse(d: Any, source: str) -> ModelConfig:
         bos_token_id=bos_token_id,
         eos_token_ids=eos_token_ids,
         raw=d,
+        quantization=quantization,
         **variants,
     )
 
@@ -578,19 +613,51 @@ def _architecture(f: _Fields) -> tuple[str, str]:
     raise f.error(f"model_type {model_type!r} is not supported; {supported}")
 
 
-def _check_quantization(f: _Fields) -> None:
+def _quantization(f: _Fields) -> QuantizationConfig | None:
     quantization = f.d.get("quantization_config")
     if quantization is None:
-        return
+        return None
     if not isinstance(quantization, dict):
         raise f.error(f"field 'quantization_config' must be an object, got {quantization!r}")
     method = quantization.get("quant_method")
-    if method in _OWN_QUANT_METHODS:
-        return
-    raise f.error(
-        f"quantization_config.quant_method {method!r} is not supported yet (GPTQ, AWQ, compressed-tensors, "
-        "bitsandbytes and other pre-quantized checkpoints cannot be loaded); use the unquantized checkpoint, "
-        "optionally with quant='int4'"
+    if method not in _OWN_QUANT_METHODS:
+        raise f.error(
+            f"quantization_config.quant_method {method!r} is not supported yet (GPTQ, AWQ, compressed-tensors, "
+            "bitsandbytes and other pre-quantized checkpoints cannot be loaded); use the unquantized checkpoint, "
+            "optionally with quant='int4'"
+        )
+    # Our own format: every field is checked, and unknown ones are refused rather than ignored
+    # (a field we do not understand may change what the tensors mean).
+    unknown = sorted(set(quantization) - set(_QUANT_KEYS))
+    if unknown:
+        raise f.error(
+            f"quantization_config has unknown fields {unknown}; slmcore's int4 format has {', '.join(_QUANT_KEYS)}"
+        )
+    for key in ("bits", "group_size", "sym"):
+        if key not in quantization:
+            raise f.error(f"quantization_config.{key} is missing")
+    bits, group_size = quantization["bits"], quantization["group_size"]
+    if isinstance(bits, bool) or bits != QUANT_BITS:
+        raise f.error(f"quantization_config.bits is {bits!r}; slmcore's format stores {QUANT_BITS}-bit weights")
+    if isinstance(group_size, bool) or group_size not in QUANT_GROUP_SIZES:
+        raise f.error(
+            f"quantization_config.group_size is {group_size!r}; supported group sizes: "
+            f"{', '.join(map(str, QUANT_GROUP_SIZES))}"
+        )
+    sym = f.boolean("quantization_config.sym", quantization["sym"])
+    lists = {}
+    for key in ("unquantized", "int8"):
+        names = quantization.get(key, [])
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            raise f.error(f"quantization_config.{key} must be a list of tensor names, got {names!r:.200}")
+        if len(set(names)) != len(names):
+            raise f.error(f"quantization_config.{key} lists a name twice")
+        lists[key] = tuple(names)
+    both = sorted(set(lists["unquantized"]) & set(lists["int8"]))
+    if both:
+        raise f.error(f"quantization_config lists {both} both as unquantized and as int8")
+    return QuantizationConfig(
+        group_size=int(group_size), sym=sym, unquantized=lists["unquantized"], int8=lists["int8"]
     )
 
 

@@ -44,6 +44,13 @@ OTHER_SAFETENSORS_DTYPE_BITS: dict[str, int] = {
     "C64": 64, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
 }  # fmt: skip
 
+# Integer dtypes that hold quantized weights (DESIGN.md section 4: int4 nibbles as U8, int8 rows as
+# I8). They are never weights by themselves (`array` refuses them); `quantized_array` serves them.
+QUANTIZED_STORAGE_DTYPES: dict[str, tuple[str, np.dtype]] = {
+    "U8": ("uint8", np.dtype("u1")),
+    "I8": ("int8", np.dtype("i1")),
+}
+
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 
@@ -91,6 +98,8 @@ class SafetensorsFile:
         self.metadata: dict[str, str] = {}
         # Tensors with a valid safetensors dtype that is not a weight dtype we run (I64, U8, F64, ...).
         self.unsupported: dict[str, str] = {}
+        # The U8/I8 tensors among those: quantized storage, read with `quantized_array`.
+        self.quantized: dict[str, TensorInfo] = {}
         self._mmap: mmap.mmap | None = None
         try:
             with open(self.path, "rb") as f:
@@ -150,11 +159,12 @@ class SafetensorsFile:
             if begin < prev_end:
                 raise self._error(f"tensors {prev_name!r} and {name!r} overlap in the data region")
 
-        for name, info in list(self.tensors.items()):
-            self.tensors[name] = TensorInfo(
-                name=name, dtype=info.dtype, shape=info.shape, file=self.path,
-                offset=data_start + info.offset, nbytes=info.nbytes,
-            )  # fmt: skip
+        for table in (self.tensors, self.quantized):
+            for name, info in list(table.items()):
+                table[name] = TensorInfo(
+                    name=name, dtype=info.dtype, shape=info.shape, file=self.path,
+                    offset=data_start + info.offset, nbytes=info.nbytes,
+                )  # fmt: skip
 
     def _parse_metadata(self, entry: Any) -> dict[str, str]:
         if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
@@ -207,6 +217,11 @@ class SafetensorsFile:
             )  # fmt: skip
         else:
             self.unsupported[name] = dtype
+            if dtype in QUANTIZED_STORAGE_DTYPES:
+                self.quantized[name] = TensorInfo(
+                    name=name, dtype=QUANTIZED_STORAGE_DTYPES[dtype][0], shape=tuple(shape),
+                    file=self.path, offset=begin, nbytes=end - begin,
+                )  # fmt: skip
         return begin, end
 
     def array(self, name: str) -> np.ndarray:
@@ -228,6 +243,20 @@ class SafetensorsFile:
             return empty
         count = info.nbytes // np_dtype.itemsize
         return np.frombuffer(self._mmap, dtype=np_dtype, count=count, offset=info.offset).reshape(info.shape)
+
+    def quantized_array(self, name: str) -> np.ndarray:
+        """Zero-copy read-only view of a U8 or I8 tensor (quantized storage: int4 nibbles, int8 rows)."""
+        info = self.quantized.get(name)
+        if info is None:
+            raise self._error(f"no uint8/int8 tensor named {name!r}")
+        if self._mmap is None:
+            raise ClosedError(f"{self.path}: the file was closed")
+        np_dtype = QUANTIZED_STORAGE_DTYPES["U8" if info.dtype == "uint8" else "I8"][1]
+        if info.nbytes == 0:
+            empty = np.empty(info.shape, dtype=np_dtype)
+            empty.flags.writeable = False
+            return empty
+        return np.frombuffer(self._mmap, dtype=np_dtype, count=info.nbytes, offset=info.offset).reshape(info.shape)
 
     def close(self) -> None:
         """Release this object's mmap; views already handed out keep it alive until they go. Never raises."""
@@ -254,6 +283,8 @@ class Checkpoint:
         self.tensors = tensors
         # Tensors stored with a dtype we do not run (name -> safetensors dtype); reading one raises.
         self.unsupported: dict[str, str] = {name: dt for f in files for name, dt in f.unsupported.items()}
+        # U8/I8 tensors (quantized storage), read with `quantized_tensor`.
+        self.quantized: dict[str, TensorInfo] = {name: info for f in files for name, info in f.quantized.items()}
         self._file_of = {f.path: f for f in files}
         self._unsupported_in = {name: f for f in files for name in f.unsupported}
 
@@ -317,6 +348,13 @@ class Checkpoint:
         if name in self._unsupported_in:
             self._unsupported_in[name].array(name)  # raises, naming the file and the dtype
         raise ModelFormatError(f"{self.model_dir}: the checkpoint has no tensor {name!r}")
+
+    def quantized_tensor(self, name: str) -> tuple[np.ndarray, str]:
+        """(zero-copy view, "uint8" | "int8") of a quantized-storage tensor; ModelFormatError when absent."""
+        info = self.quantized.get(name)
+        if info is None:
+            raise ModelFormatError(f"{self.model_dir}: the checkpoint has no uint8/int8 tensor {name!r}")
+        return self._file_of[info.file].quantized_array(name), info.dtype
 
     def close(self) -> None:
         """Release every file's mmap (views handed out stay valid). Never raises."""

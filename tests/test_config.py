@@ -365,7 +365,9 @@ def test_prequantized_checkpoints_refused(method: str) -> None:
 
 
 def test_own_int4_quantization_config_accepted() -> None:
-    assert parse(quantization_config={"quant_method": "slmcore", "bits": 4, "group_size": 128}).hidden_size == 64
+    config = parse(quantization_config={"quant_method": "slmcore", "bits": 4, "group_size": 128, "sym": True})
+    assert config.hidden_size == 64 and config.quantization.group_size == 128 and config.quantization.sym
+    assert parse().quantization is None
     with pytest.raises(ConfigError, match="quantization_config"):
         parse(quantization_config="gptq")
 

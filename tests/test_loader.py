@@ -578,3 +578,22 @@ def test_convert_matches_reference_rounding(monkeypatch: pytest.MonkeyPatch) -> 
         half = x[np.isfinite(x)].astype(np.float16)
     np.testing.assert_array_equal(convert(half, "float16", "bfloat16"), f32_to_bf16(half.astype(np.float32)))
     assert convert(x, "float32", "float32") is x
+
+
+def test_uint8_and_int8_tensors_are_served_as_quantized_storage(tmp_path: Path) -> None:
+    qweight = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    rows = np.array([[-127, 0, 5], [1, 2, 127]], dtype=np.int8)
+    loader.write_safetensors(
+        tmp_path / "model.safetensors",
+        [("w.qweight", qweight, "U8", (3, 4)), ("e.qweight", rows, "I8", (2, 3)), ("s", np.ones(2, np.float16), "F16", (2,))],
+    )
+    with Checkpoint.open(tmp_path) as checkpoint:
+        view, dtype = checkpoint.quantized_tensor("w.qweight")
+        assert dtype == "uint8" and np.array_equal(view, qweight) and view_chain_reaches_mmap(view)
+        view, dtype = checkpoint.quantized_tensor("e.qweight")
+        assert dtype == "int8" and view.dtype == np.int8 and np.array_equal(view, rows)
+        assert set(checkpoint.quantized) == {"w.qweight", "e.qweight"}
+        with pytest.raises(ModelFormatError, match="U8"):
+            checkpoint.tensor("w.qweight")  # never a weight by itself
+        with pytest.raises(ModelFormatError, match="'s'"):
+            checkpoint.quantized_tensor("s")

@@ -1,7 +1,9 @@
 """Architecture families: one module per family, found by model_type (mlx-lm style registry).
 
-Each family module provides GRAPH (the C++ graph builder that runs it), MODEL_TYPES, and
-engine_weights(config, checkpoint, dtype) -> {canonical name: (array, dtype)}.
+Each family module provides GRAPH (the C++ graph builder that runs it), MODEL_TYPES,
+engine_weights(config, checkpoint, dtype) -> {canonical name: (array, dtype)}, and for quantized
+checkpoints weight_shapes(config) -> {canonical name: shape} and checkpoint_names(canonical) ->
+the checkpoint names tried for it.
 """
 
 from __future__ import annotations

@@ -152,3 +152,13 @@ def _find(checkpoint: Checkpoint, canonical: str, layer_names: dict[str, str], r
     raise ModelFormatError(
         f"{checkpoint.model_dir}: the checkpoint has no tensor {_hf_names(canonical, layer_names)[0]!r}"
     )
+
+
+def weight_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Canonical name -> shape of every weight the config calls for (lm_head included, even when tied)."""
+    return _expected_shapes(config)
+
+
+def checkpoint_names(canonical: str, layer_names: dict[str, str] | None = None) -> tuple[str, ...]:
+    """The checkpoint names tried, in order, for a canonical weight (e.g. 'model.layers.0.mlp.up_proj.weight')."""
+    return _hf_names(canonical, layer_names or {})
