@@ -22,6 +22,7 @@ examples:
   slmcore chat --system "You are a concise assistant."
   slmcore convert SmolLM2-135M-Instruct.Q4_1.gguf ./smollm2 --dtype bfloat16
   slmcore bench --threads 2 --json
+  slmcore perplexity --file /usr/share/common-licenses/GPL-3
 """
 
 
@@ -66,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("out_dir", help="output directory (created)")
     v.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                    help="weight dtype of the output (default float32)")
+
+    p = sub.add_parser("perplexity", help="perplexity of the model on a text file",
+                       description="Perplexity over the text of FILE in fixed windows (each a fresh sequence, "
+                                   "scored on all but its first token).")
+    _model_args(p)
+    p.add_argument("--file", "-f", required=True, help="UTF-8 text file")
+    p.add_argument("--window", type=int, default=512, help="tokens per window (default 512)")
+    p.add_argument("--stride", type=int, help="sliding windows advancing by this many tokens (default: --window)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
 
     b = sub.add_parser("bench", help="measure prefill and decode tokens/s",
                        description="Time a prefill of --prompt-tokens random tokens and the decode of --gen-tokens "
@@ -204,7 +214,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"generate": cmd_generate, "chat": cmd_chat, "convert": cmd_convert, "bench": cmd_bench}
+def cmd_perplexity(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from slmcore.errors import InvalidArgumentError
+    from slmcore.perplexity import perplexity
+
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidArgumentError(f"cannot read {args.file} as UTF-8 text: {e}") from e
+    llm = _load(args)
+    result = perplexity(llm, text, window=args.window, stride=args.stride)
+    if args.json:
+        print(json.dumps({"model": str(llm.path), "perplexity": result.ppl, "tokens": result.n_tokens,
+                          "windows": result.n_windows}))
+    else:
+        print(f"perplexity {result.ppl:.4f} over {result.n_tokens} scored tokens in {result.n_windows} windows")
+    return 0
+
+
+COMMANDS = {
+    "generate": cmd_generate, "chat": cmd_chat, "convert": cmd_convert, "bench": cmd_bench,
+    "perplexity": cmd_perplexity,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

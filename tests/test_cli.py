@@ -83,3 +83,12 @@ def test_errors_are_one_line_and_exit_1(model_dir, tmp_path, capsys):
     assert main(["bench", "--model", str(model_dir), "--prompt-tokens", "0"]) == 1
     assert main(["generate", "x", "--model", str(model_dir), "--temperature", "-1"]) == 1
     assert "temperature" in capsys.readouterr().err
+
+
+def test_perplexity(model_dir, tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog. " * 20, encoding="utf-8")
+    assert main(["perplexity", "--model", str(model_dir), "--file", str(text), "--window", "32", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["perplexity"] > 1 and result["windows"] >= 2
+    assert main(["perplexity", "--model", str(model_dir), "--file", str(tmp_path / "missing.txt")]) == 1
