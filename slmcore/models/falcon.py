@@ -15,8 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from slmcore.config import ModelConfig
-from slmcore.errors import InvalidArgumentError, ModelFormatError
-from slmcore.loader import WEIGHT_DTYPES, Checkpoint, convert
+from slmcore.errors import ModelFormatError
+from slmcore.loader import Checkpoint
+from slmcore.models import common
 
 GRAPH = "llama"
 MODEL_TYPES = ("falcon",)
@@ -38,31 +39,17 @@ def qkv_row_order(config: ModelConfig) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 def engine_weights(config: ModelConfig, checkpoint: Checkpoint, dtype: str = "auto") -> dict[str, tuple[np.ndarray, str]]:
     """Canonical name -> (array, dtype) for a Falcon checkpoint."""
-    if dtype != "auto" and dtype not in WEIGHT_DTYPES:
-        raise InvalidArgumentError(f"dtype must be 'auto' or one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
+    common.check_dtype(dtype)
     H, inter, hd = config.hidden_size, config.intermediate_size, config.head_dim
     heads, kv = config.num_attention_heads, config.num_key_value_heads
 
     def load(name: str, shape: tuple[int, ...], required: bool = True) -> tuple[np.ndarray, str] | None:
-        for candidate in (f"transformer.{name}", name):
-            if candidate in checkpoint.tensors or candidate in checkpoint.unsupported:
-                array, stored = checkpoint.tensor(candidate)
-                if tuple(array.shape) != shape:
-                    raise ModelFormatError(
-                        f"{checkpoint.tensors[candidate].file}: tensor {candidate!r} has shape {list(array.shape)}, "
-                        f"expected {list(shape)} from config.json"
-                    )
-                return array, stored
-        if required:
-            raise ModelFormatError(f"{checkpoint.model_dir}: the checkpoint has no tensor 'transformer.{name}'")
-        return None
+        return common.load(checkpoint, (f"transformer.{name}", name), shape, required)
 
     def matrix(loaded: tuple[np.ndarray, str]) -> tuple[np.ndarray, str]:
-        target = loaded[1] if dtype == "auto" else dtype
-        return convert(loaded[0], loaded[1], target), target
+        return common.matrix(loaded, dtype)
 
-    def vector(loaded: tuple[np.ndarray, str]) -> tuple[np.ndarray, str]:
-        return convert(loaded[0], loaded[1], "float32"), "float32"
+    vector = common.vector
 
     def heads_of(array: np.ndarray, order: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(array.reshape(-1, hd, *array.shape[1:])[order].reshape(-1, *array.shape[1:]))

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from slmcore.config import ModelConfig
-from slmcore.errors import InvalidArgumentError, ModelFormatError
-from slmcore.loader import WEIGHT_DTYPES, Checkpoint, convert
+from slmcore.loader import Checkpoint
+from slmcore.models import common
 
 GRAPH = "llama"
 MODEL_TYPES = ("gpt2",)
@@ -20,29 +20,16 @@ MODEL_TYPES = ("gpt2",)
 
 def engine_weights(config: ModelConfig, checkpoint: Checkpoint, dtype: str = "auto") -> dict[str, tuple[np.ndarray, str]]:
     """Canonical name -> (array, dtype): Conv1D weights transposed to [out, in], c_attn split into q/k/v."""
-    if dtype != "auto" and dtype not in WEIGHT_DTYPES:
-        raise InvalidArgumentError(f"dtype must be 'auto' or one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
+    common.check_dtype(dtype)
     H, inner = config.hidden_size, config.intermediate_size
 
     def load(name: str, shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
-        for candidate in (f"transformer.{name}", name):
-            if candidate in checkpoint.tensors or candidate in checkpoint.unsupported:
-                array, stored = checkpoint.tensor(candidate)
-                if tuple(array.shape) != shape:
-                    raise ModelFormatError(
-                        f"{checkpoint.tensors[candidate].file}: tensor {candidate!r} has shape {list(array.shape)}, "
-                        f"expected {list(shape)} from config.json"
-                    )
-                return array, stored
-        raise ModelFormatError(f"{checkpoint.model_dir}: the checkpoint has no tensor 'transformer.{name}'")
+        return common.load(checkpoint, (f"transformer.{name}", name), shape)
 
     def matrix(array: np.ndarray, stored: str, transpose: bool = False) -> tuple[np.ndarray, str]:
-        target = stored if dtype == "auto" else dtype
-        out = convert(array, stored, target)
-        return (np.ascontiguousarray(out.T) if transpose else out), target
+        return common.matrix((array, stored), dtype, transpose)
 
-    def vector(loaded: tuple[np.ndarray, str]) -> tuple[np.ndarray, str]:
-        return convert(loaded[0], loaded[1], "float32"), "float32"
+    vector = common.vector
 
     weights = {
         "embed_tokens": matrix(*load("wte.weight", (config.vocab_size, H))),

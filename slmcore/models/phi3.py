@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from slmcore.config import ModelConfig
-from slmcore.errors import InvalidArgumentError, ModelFormatError
-from slmcore.loader import WEIGHT_DTYPES, Checkpoint, convert
-from slmcore.models.llama import _find
+from slmcore.errors import ModelFormatError
+from slmcore.loader import Checkpoint
+from slmcore.models import common
+from slmcore.models.llama import checkpoint_names
 
 GRAPH = "llama"
 MODEL_TYPES = ("phi3",)
@@ -21,30 +22,18 @@ MODEL_TYPES = ("phi3",)
 
 def engine_weights(config: ModelConfig, checkpoint: Checkpoint, dtype: str = "auto") -> dict[str, tuple[np.ndarray, str]]:
     """Canonical name -> (array, dtype), the fused tensors split into the llama names."""
-    if dtype != "auto" and dtype not in WEIGHT_DTYPES:
-        raise InvalidArgumentError(f"dtype must be 'auto' or one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
+    common.check_dtype(dtype)
     hidden, inter = config.hidden_size, config.intermediate_size
     q_rows = config.num_attention_heads * config.head_dim
     kv_rows = config.num_key_value_heads * config.head_dim
 
     def load(canonical: str, shape: tuple[int, ...], required: bool = True) -> tuple[np.ndarray, str] | None:
-        name = _find(checkpoint, canonical, {}, required=required)
-        if name is None:
-            return None
-        array, stored = checkpoint.tensor(name)
-        if tuple(array.shape) != shape:
-            raise ModelFormatError(
-                f"{checkpoint.tensors[name].file}: tensor {name!r} has shape {list(array.shape)}, expected "
-                f"{list(shape)} from config.json"
-            )
-        return array, stored
+        return common.load(checkpoint, checkpoint_names(canonical), shape, required)
 
     def matrix(array: np.ndarray, stored: str) -> tuple[np.ndarray, str]:
-        target = stored if dtype == "auto" else dtype
-        return convert(array, stored, target), target
+        return common.matrix((array, stored), dtype)
 
-    def vector(loaded: tuple[np.ndarray, str]) -> tuple[np.ndarray, str]:
-        return convert(loaded[0], loaded[1], "float32"), "float32"
+    vector = common.vector
 
     weights: dict[str, tuple[np.ndarray, str]] = {
         "embed_tokens": matrix(*load("embed_tokens", (config.vocab_size, hidden))),
