@@ -439,12 +439,7 @@ def _parse(d: Any, source: str) -> ModelConfig:
         variants = dict(activation=activation, qk_norm=model_type == "qwen3")
     layer_windows = _layer_windows(f, model_type, num_hidden_layers)
 
-    bos_token_id = f.given_or("bos_token_id", defaults["bos_token_id"])
-    if bos_token_id is not None:
-        bos_token_id = f.integer("bos_token_id", bos_token_id, minimum=0)
-    eos = f.given_or("eos_token_id", defaults["eos_token_id"])
-    eos_list = eos if isinstance(eos, list) else ([] if eos is None else [eos])
-    eos_token_ids = tuple(f.integer("eos_token_id", e, minimum=0) for e in eos_list)
+    bos_token_id, eos_token_ids = _special_ids(f, defaults["bos_token_id"], defaults["eos_token_id"])
 
     return ModelConfig(
         architecture=architecture,
@@ -474,6 +469,17 @@ def _parse(d: Any, source: str) -> ModelConfig:
     )
 
 
+def _special_ids(f: _Fields, bos_default: int | None, eos_default: int | None) -> tuple[int | None, tuple[int, ...]]:
+    """bos_token_id and the eos_token_id list (an int or a list in config.json); absent -> the
+    family default, null -> none, as transformers reads them."""
+    bos = f.given_or("bos_token_id", bos_default)
+    if bos is not None:
+        bos = f.integer("bos_token_id", bos, minimum=0)
+    eos = f.given_or("eos_token_id", eos_default)
+    eos_list = eos if isinstance(eos, list) else ([] if eos is None else [eos])
+    return bos, tuple(f.integer("eos_token_id", e, minimum=0) for e in eos_list)
+
+
 def _parse_gpt2(f: _Fields, architecture: str) -> ModelConfig:
     """GPT-2 / DistilGPT2 (GPT2Config names: n_embd, n_layer, n_head, n_inner, n_positions):
     learned positions, LayerNorm, a plain gelu MLP, biases everywhere, tied embeddings, no rope."""
@@ -493,9 +499,7 @@ def _parse_gpt2(f: _Fields, architecture: str) -> ModelConfig:
             raise f.error(f"field '{unsupported}' is true; not supported yet")
     if f.get("scale_attn_weights", True) is not True:
         raise f.error("field 'scale_attn_weights' must be true (unscaled attention is not supported)")
-    eos = f.get("eos_token_id", 50256)
-    eos_list = eos if isinstance(eos, list) else ([] if eos is None else [eos])
-    bos = f.get("bos_token_id", 50256)
+    bos_token_id, eos_token_ids = _special_ids(f, 50256, 50256)
     return ModelConfig(
         architecture=architecture,
         model_type="gpt2",
@@ -516,8 +520,8 @@ def _parse_gpt2(f: _Fields, architecture: str) -> ModelConfig:
         rope=RopeConfig(theta=10000.0, rope_type="default"),  # unused: rotary_dim is 0
         layer_windows=(0,) * num_layers,
         torch_dtype=_torch_dtype(f),
-        bos_token_id=None if bos is None else f.integer("bos_token_id", bos, minimum=0),
-        eos_token_ids=tuple(f.integer("eos_token_id", e, minimum=0) for e in eos_list),
+        bos_token_id=bos_token_id,
+        eos_token_ids=eos_token_ids,
         raw=f.d,
         activation="gelu_tanh",
         rotary_dim=0,
@@ -558,9 +562,7 @@ def _parse_falcon(f: _Fields, architecture: str) -> ModelConfig:
     ffn = f.get("ffn_hidden_size")
     max_pos = f.integer("max_position_embeddings", f.get("max_position_embeddings", 2048))
     bias = f.boolean("bias", f.get("bias", False))
-    eos = f.get("eos_token_id", 11)
-    eos_list = eos if isinstance(eos, list) else ([] if eos is None else [eos])
-    bos = f.get("bos_token_id", 11)
+    bos_token_id, eos_token_ids = _special_ids(f, 11, 11)
     return ModelConfig(
         architecture=architecture,
         model_type="falcon",
@@ -581,8 +583,8 @@ def _parse_falcon(f: _Fields, architecture: str) -> ModelConfig:
         rope=_rope(f, max_pos),
         layer_windows=(0,) * num_layers,
         torch_dtype=_torch_dtype(f),
-        bos_token_id=None if bos is None else f.integer("bos_token_id", bos, minimum=0),
-        eos_token_ids=tuple(f.integer("eos_token_id", e, minimum=0) for e in eos_list),
+        bos_token_id=bos_token_id,
+        eos_token_ids=eos_token_ids,
         raw=f.d,
         activation=names[activation],
         norm="layer",
