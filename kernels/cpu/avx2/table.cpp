@@ -6,6 +6,7 @@ namespace slm::kernels::avx2 {
 const CpuKernels& cpu_kernels() {
   static const CpuKernels table = {
       "avx2", &matmul, &rmsnorm, &rope, &attention, &swiglu, &to_f32, &f32_to_f16,
+      &quantize_acts, &int4_packed_size, &int4_pack, &int4_matmul, &int8_matmul,
   };
   return table;
 }
