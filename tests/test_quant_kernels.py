@@ -164,30 +164,36 @@ def numpy_pack(qw, sc, mn, group_size):
     """The tile layout of quant.h, spelled out in numpy."""
     nib = Q.unpack_nibbles(qw)
     n_out, in_padded = nib.shape
-    ng, nb = in_padded // group_size, in_padded // 32
+    ng, bpg = in_padded // group_size, group_size // 32
+    per_record = 2 if mn is None else 1
     tiles = -(-n_out // 16)
     nibp = np.zeros((tiles * 16, in_padded), np.uint8)
     nibp[:n_out] = nib
-    scp = np.zeros((tiles * 16, ng), np.float16)
-    scp[:n_out] = sc
+    scp = np.zeros((tiles * 16, ng + 1), np.float16)  # one spare zero group for an odd count
+    scp[:n_out, :ng] = sc
     mnp = np.zeros((tiles * 16, ng), np.float16)
     if mn is not None:
         mnp[:n_out] = mn
     out = []
     for t in range(tiles):
         rows = slice(16 * t, 16 * t + 16)
-        hdr = scp[rows].T.tobytes() + (mnp[rows].T.tobytes() if mn is not None else b"")
-        hdr += bytes(-len(hdr) % 64)
-        n = nibp[rows].reshape(16, nb, 4, 2, 4)  # row, block, chunk, low/high, i
-        data = (n[:, :, :, 0, :] | (n[:, :, :, 1, :] << 4)).transpose(1, 2, 0, 3)  # block, chunk, row, i
-        out.append(hdr + np.ascontiguousarray(data).tobytes())
+        n = nibp[rows].reshape(16, ng, bpg, 4, 2, 4)  # row, group, block, chunk, low/high, i
+        data = (n[..., 0, :] | (n[..., 1, :] << 4)).transpose(1, 2, 3, 0, 4)  # group, block, chunk, row, i
+        for r in range(-(-ng // per_record)):
+            g0 = r * per_record
+            if mn is None:
+                out.append(scp[rows, g0].tobytes() + scp[rows, g0 + 1].tobytes())
+            else:
+                out.append(scp[rows, g0].tobytes() + mnp[rows, g0].tobytes())
+            out.append(np.ascontiguousarray(data[g0 : g0 + per_record]).tobytes())
     return np.frombuffer(b"".join(out), np.uint8)
 
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_int4_pack_layout(isa):
     rng = rng_for("pack", isa)
-    for n_out, in_features, g, sym in [(1, 33, 32, True), (29, 100, 64, False), (16, 576, 128, True), (17, 576, 128, False)]:
+    for n_out, in_features, g, sym in [(1, 33, 32, True), (29, 100, 64, False), (16, 576, 128, True), (17, 576, 128, False),
+                                       (13, 64, 32, True), (3, 200, 64, True)]:
         qw, sc, mn = int4_weights(rng, n_out, in_features, g, sym)
         got = K.int4_pack(isa, qw, sc, mn, g, in_features)
         assert got.dtype == np.uint8 and got.size == K.int4_packed_size(isa, n_out, in_features, g, sym)
@@ -425,14 +431,14 @@ def int8_weights(rng, n_out, in_features):
 
 def check_int8(isa, x, q, s, bias=None, y0=None, terms=None):
     got = K.int8_matmul(isa, x, q, s, bias=bias, y=y0)
-    t = terms if terms is not None else Q.int8_terms(x, q, s)
-    t = t[: x.shape[0]]
+    t, abs_t = terms if terms is not None else Q.int8_terms(x, q, s)
+    t, abs_t = t[: x.shape[0]], abs_t[: x.shape[0]]
     want = t.sum(axis=2)
     if bias is not None:
         want = want + bias.astype(np.float64)
     if y0 is not None:
         want = want + y0.astype(np.float64)
-    tol = quant_matmul_bound("int8_matmul", "int8", np.abs(t).sum(axis=2), bias, y0)
+    tol = quant_matmul_bound("int8_matmul", "int8", abs_t.sum(axis=2), bias, y0)
     bad = np.abs(got - want) > tol
     assert not bad.any(), f"{isa} int8 x{x.shape} q{q.shape}: worst ratio {(np.abs(got - want) / tol).max():.3g}"
     return got

@@ -9,6 +9,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -559,6 +560,125 @@ py::array int8_matmul(const std::string& isa, const py::object& x_obj, const py:
   return std::move(y);
 }
 
+// Benchmark helper: runs matrices back to back in C++ (no per-call Python overhead, which is as
+// long as a small GEMV) and returns the best wall time of one sweep over all of them, in seconds.
+// Activations are fixed pseudo-random values, quantized once per in_features before timing.
+template <typename Run>
+double best_sweep(int64_t repeats, Run&& run) {
+  double best = 1e30;
+  for (int64_t r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    run();
+    const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
+    best = std::min(best, dt.count());
+  }
+  return best;
+}
+
+struct BenchActs {
+  std::vector<int8_t> a;
+  std::vector<float> d;
+  std::vector<int32_t> sums;
+  int64_t in_padded = 0;
+  kernels::QuantActs view() const { return {a.data(), d.data(), sums.data(), in_padded}; }
+};
+
+BenchActs bench_acts(const kernels::CpuKernels& k, int64_t n_tokens, int64_t in, int64_t in_padded) {
+  std::vector<float> x(static_cast<size_t>(n_tokens * in));
+  uint32_t state = 12345;
+  for (float& v : x) {
+    state = state * 1664525u + 1013904223u;
+    v = static_cast<float>(static_cast<int32_t>(state >> 8) - (1 << 23)) / static_cast<float>(1 << 23);
+  }
+  BenchActs q;
+  q.in_padded = in_padded;
+  q.a.resize(static_cast<size_t>(n_tokens * in_padded));
+  q.d.resize(static_cast<size_t>(n_tokens * in_padded / 32));
+  q.sums.resize(q.d.size());
+  k.quantize_acts(x.data(), in, n_tokens, in, in_padded, q.a.data(), q.d.data(), q.sums.data());
+  return q;
+}
+
+double bench_int4(const std::string& isa, const std::vector<py::array>& packed, const std::vector<int64_t>& n_out,
+                  const std::vector<int64_t>& in_features, int64_t group_size, bool sym, int64_t n_tokens, int64_t repeats) {
+  const auto& k = table(isa);
+  check_group_size(group_size, "bench_int4");
+  if (packed.size() != n_out.size() || packed.size() != in_features.size()) invalid("bench_int4: lists of different lengths");
+  if (n_tokens < 1 || repeats < 1) invalid("bench_int4: n_tokens and repeats must be >= 1");
+  int64_t max_out = 1;
+  std::vector<std::pair<int64_t, BenchActs>> acts;
+  for (size_t i = 0; i < packed.size(); ++i) {
+    if (!is_dtype(packed[i], 'u', 1) || packed[i].ndim() != 1 || !(packed[i].flags() & py::array::c_style) ||
+        packed[i].shape(0) != k.int4_packed_size(n_out[i], in_features[i], group_size, sym)) {
+      invalid("bench_int4: packed[" + std::to_string(i) + "] does not match its shape");
+    }
+    max_out = std::max(max_out, n_out[i]);
+    bool have = false;
+    for (auto& p : acts) have = have || p.first == in_features[i];
+    if (!have) acts.emplace_back(in_features[i], bench_acts(k, n_tokens, in_features[i], round_up(in_features[i], 128)));
+  }
+  std::vector<float> y(static_cast<size_t>(n_tokens * max_out));
+  std::vector<kernels::Int4MatmulArgs> calls;
+  for (size_t i = 0; i < packed.size(); ++i) {
+    kernels::Int4MatmulArgs a{};
+    for (auto& p : acts) if (p.first == in_features[i]) a.x = p.second.view();
+    a.w = packed[i].data();
+    a.in_features = in_features[i];
+    a.group_size = group_size;
+    a.sym = sym;
+    a.y = y.data();
+    a.y_stride = max_out;
+    a.n_tokens = n_tokens;
+    a.row_begin = 0;
+    a.row_end = n_out[i];
+    calls.push_back(a);
+  }
+  py::gil_scoped_release release;
+  return best_sweep(repeats, [&] {
+    for (const auto& a : calls) k.int4_matmul(a);
+  });
+}
+
+double bench_int8(const std::string& isa, const std::vector<py::array>& qs, const std::vector<py::array>& scales,
+                  int64_t n_tokens, int64_t repeats) {
+  const auto& k = table(isa);
+  if (qs.size() != scales.size()) invalid("bench_int8: lists of different lengths");
+  if (n_tokens < 1 || repeats < 1) invalid("bench_int8: n_tokens and repeats must be >= 1");
+  int64_t max_out = 1;
+  std::vector<std::pair<int64_t, BenchActs>> acts;
+  std::vector<kernels::Int8MatmulArgs> calls;
+  for (size_t i = 0; i < qs.size(); ++i) {
+    const int64_t stride = check_rows(qs[i], 'i', 1, "int8", "bench_int8 q");
+    if (!is_dtype(scales[i], 'f', 2) || scales[i].ndim() != 1 || scales[i].shape(0) != qs[i].shape(0)) {
+      invalid("bench_int8: scale shapes");
+    }
+    const int64_t in = qs[i].shape(1);
+    max_out = std::max<int64_t>(max_out, qs[i].shape(0));
+    bool have = false;
+    for (auto& p : acts) have = have || p.first == in;
+    if (!have) acts.emplace_back(in, bench_acts(k, n_tokens, in, round_up(in, 128)));
+    kernels::Int8MatmulArgs a{};
+    a.q = static_cast<const int8_t*>(qs[i].data());
+    a.q_stride = stride;
+    a.scale = static_cast<const uint16_t*>(scales[i].data());
+    a.in_features = in;
+    a.n_tokens = n_tokens;
+    a.row_begin = 0;
+    a.row_end = qs[i].shape(0);
+    calls.push_back(a);
+  }
+  std::vector<float> y(static_cast<size_t>(n_tokens * max_out));
+  for (size_t i = 0; i < calls.size(); ++i) {
+    for (auto& p : acts) if (p.first == calls[i].in_features) calls[i].x = p.second.view();
+    calls[i].y = y.data();
+    calls[i].y_stride = max_out;
+  }
+  py::gil_scoped_release release;
+  return best_sweep(repeats, [&] {
+    for (const auto& a : calls) k.int8_matmul(a);
+  });
+}
+
 }  // namespace
 
 void bind_kernels(py::module_& m) {
@@ -591,6 +711,11 @@ void bind_kernels(py::module_& m) {
          py::arg("y") = py::none(), py::arg("row_begin") = 0, py::arg("row_end") = -1,
          "x float32 [T, in] is quantized (quantize_activations, in_padded = round_up(in, group_size)); returns "
          "y0 + x . W^T + bias over rows [row_begin, row_end), W the packed int4 matrix.");
+  km.def("bench_int4", &bench_int4, py::arg("isa"), py::arg("packed"), py::arg("n_out"), py::arg("in_features"),
+         py::arg("group_size"), py::arg("sym"), py::arg("n_tokens") = 1, py::arg("repeats") = 5,
+         "Best wall time (s) of one sweep of int4 matmuls over the packed matrices, back to back in C++.");
+  km.def("bench_int8", &bench_int8, py::arg("isa"), py::arg("q"), py::arg("scale"), py::arg("n_tokens") = 1,
+         py::arg("repeats") = 5, "Best wall time (s) of one sweep of int8-row matmuls, back to back in C++.");
   km.def("int8_matmul", &int8_matmul, py::arg("isa"), py::arg("x"), py::arg("q"), py::arg("scale"),
          py::arg("bias") = py::none(), py::arg("y") = py::none(), py::arg("row_begin") = 0, py::arg("row_end") = -1,
          "int8 rows q [n_out, in] with float16 row scales; x float32 [T, in] quantized in blocks of 32.");

@@ -198,17 +198,23 @@ def int8_block_sums(a: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def int8_terms(x, q, scale):
-    """Per (token, row, block) float64 terms scale_o * d_b * sum_i q * a of the int8-row matmul."""
+    """Per (token, row, block) float64 terms scale_o * d_b * sum_i q * a of the int8-row matmul.
+
+    Returns (terms [T, out, n_blocks], abs_terms) with abs_terms = |scale_o * d_b| * sum_i |q_i * a_i|:
+    a kernel may split a block's integer sum into parts (SIMD lanes) before scaling them, so its
+    rounding errors scale with the parts, not with the block's (possibly cancelling) total.
+    """
     q = np.asarray(q, dtype=np.int8)
     a, d, _ = quantize_activations(x)
     isum = int8_block_sums(a, q).astype(np.float64)
-    sc = np.asarray(scale, np.float16).astype(np.float64)[None, :, None]
-    return sc * d.astype(np.float64)[:, None, :] * isum
+    abs_isum = int8_block_sums(np.abs(a.astype(np.int64)), np.abs(q.astype(np.int64))).astype(np.float64)
+    sd = np.asarray(scale, np.float16).astype(np.float64)[None, :, None] * d.astype(np.float64)[:, None, :]
+    return sd * isum, np.abs(sd) * abs_isum
 
 
 def int8_matmul(x, q, scale, bias=None) -> np.ndarray:
     """float64 y[t, o] = scale[o] * sum_b d_b * sum_i q[o, i] * a[t, i] (+ bias[o])."""
-    y = int8_terms(x, q, scale).sum(axis=2)
+    y = int8_terms(x, q, scale)[0].sum(axis=2)
     if bias is not None:
         y = y + np.asarray(bias, dtype=np.float64)
     return y

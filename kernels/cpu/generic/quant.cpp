@@ -26,23 +26,24 @@ namespace {
 constexpr int64_t kTile = kInt4RowTile;
 constexpr int64_t kBlockBytes = 256;  // one block of 32 columns for the 16 rows of a tile
 
-int64_t header_bytes(int64_t n_groups, bool sym) { return (n_groups * kTile * 2 * (sym ? 1 : 2) + 63) / 64 * 64; }
-
 // acc[r] for the 16 rows of tile `w` (packed) against one token of activations.
 SLM_NOINLINE void int4_tile(const uint8_t* w, int64_t n_groups, int64_t blocks_per_group, bool sym,
                             const int8_t* a, const float* d, const int32_t* sums, float* acc) {
-  const int64_t hdr = header_bytes(n_groups, sym);
-  const uint8_t* scales = w;
-  const uint8_t* mins = w + n_groups * kTile * 2;
-  const uint8_t* data = w + hdr;
+  const int64_t per_record = sym ? 2 : 1;
+  const int64_t record_bytes = 64 + per_record * blocks_per_group * kBlockBytes;
   for (int64_t r = 0; r < kTile; ++r) acc[r] = 0.f;
   for (int64_t g = 0; g < n_groups; ++g) {
+    const uint8_t* rec = w + (g / per_record) * record_bytes;
+    const int64_t slot = g % per_record;
+    const uint8_t* scales = rec + slot * kTile * 2;
+    const uint8_t* mins = rec + kTile * 2;
+    const uint8_t* data = rec + 64 + slot * blocks_per_group * kBlockBytes;
     float gacc[kTile];
     for (int64_t r = 0; r < kTile; ++r) gacc[r] = 0.f;
     float dsum = 0.f;
     for (int64_t bi = 0; bi < blocks_per_group; ++bi) {
       const int64_t b = g * blocks_per_group + bi;
-      const uint8_t* blk = data + b * kBlockBytes;
+      const uint8_t* blk = data + bi * kBlockBytes;
       const int8_t* ab = a + b * kQuantBlock;
       int32_t isum[kTile];
       const int32_t corr = sym ? -8 * sums[b] : 0;
@@ -62,13 +63,9 @@ SLM_NOINLINE void int4_tile(const uint8_t* w, int64_t n_groups, int64_t blocks_p
       for (int64_t r = 0; r < kTile; ++r) gacc[r] = std::fma(static_cast<float>(isum[r]), d[b], gacc[r]);
       dsum = std::fma(d[b], static_cast<float>(sums[b]), dsum);
     }
-    for (int64_t r = 0; r < kTile; ++r) {
-      acc[r] = std::fma(half_to_f32(load_u16(scales + (g * kTile + r) * 2)), gacc[r], acc[r]);
-    }
+    for (int64_t r = 0; r < kTile; ++r) acc[r] = std::fma(half_to_f32(load_u16(scales + r * 2)), gacc[r], acc[r]);
     if (!sym) {
-      for (int64_t r = 0; r < kTile; ++r) {
-        acc[r] = std::fma(half_to_f32(load_u16(mins + (g * kTile + r) * 2)), dsum, acc[r]);
-      }
+      for (int64_t r = 0; r < kTile; ++r) acc[r] = std::fma(half_to_f32(load_u16(mins + r * 2)), dsum, acc[r]);
     }
   }
 }

@@ -40,12 +40,19 @@ using QuantizeActsFn = void (*)(const float* x, int64_t x_stride, int64_t n_toke
 //
 // Packed layout (the same for every CPU ISA; kernels/cpu/quant_pack.cpp). Rows go in tiles of
 // kInt4RowTile = 16 (the last tile zero-padded: nibbles 0, scales and mins 0). Each tile is one
-// contiguous record of int4_tile_bytes(...) bytes, tiles in order:
-//   header: scales fp16 [n_groups][16 rows], then (asymmetric only) mins fp16 [n_groups][16 rows],
-//           zero-padded to a multiple of 64 bytes;
-//   data:   for each block b of 32 columns (n_groups * G / 32 blocks), 256 bytes = 4 chunks of 64:
-//           chunk c, byte 4r + i (row r of the tile, i in 0..3) holds in its low nibble the weight
-//           of column 32b + 8c + i and in its high nibble that of column 32b + 8c + 4 + i.
+// contiguous run of int4_tile_bytes(...) bytes, tiles in order. A tile is a sequence of records,
+// each a 64-byte header followed by the blocks of the groups it covers, so that the kernels read
+// the whole matrix strictly front to back (a stream the hardware prefetchers follow):
+//   symmetric:  record r covers groups 2r and 2r + 1 (the last record only 2r when n_groups is
+//               odd); header = scales fp16 [16 rows] of group 2r, then of group 2r + 1 (zeros if
+//               absent);
+//   asymmetric: record r covers group r; header = scales fp16 [16 rows], then mins fp16 [16 rows];
+//   blocks:     for each block b of 32 columns, 256 bytes = 4 chunks of 64: chunk c, byte 4r + i
+//               (row r of the tile, i in 0..3) holds in its low nibble the weight of column
+//               32b + 8c + i and in its high nibble that of column 32b + 8c + 4 + i.
+// Record r starts at r * (64 + groups_per_record * (G / 32) * 256) within its tile. Every 64-byte
+// chunk stays 64-byte aligned relative to the tile, and the size is the canonical format's
+// (0.5 + 2/G bytes per weight, +32 bytes per tile for an odd symmetric group count).
 // So one 64-byte load feeds 16 rows: (chunk & 0x0F) and ((chunk >> 4) & 0x0F) are the unsigned
 // byte operands of vpdpbusd whose 32-bit lane r is row r, against the 4 activation bytes
 // a[32b + 8c .. +3] and a[32b + 8c + 4 .. +3] broadcast to every lane; outputs of a tile come out
