@@ -61,6 +61,20 @@ TOLERANCES: dict[tuple[str, str], float] = {
     ("to_f32", "float16"): 0.0,
     ("to_f32", "bfloat16"): 0.0,
     ("f32_to_f16", "float16"): 0.0,
+    # Quantized kernels (tests/test_quant_kernels.py; reference slmcore/reference/quant.py).
+    # Activation quantization is exact: every ISA gives the reference's int8 values, float32 block
+    # scales and int32 block sums bit for bit.
+    ("quantize_activations", "int8"): 0.0,
+    # int4 / int8-row matmul: the integer block sums are exact, so the only error is the float32
+    # scaling and summation of the per-block terms. Elementwise
+    #   |y - ref| <= C * eps * sum_b |term_b|  (+ 2 * eps * (|bias| + |y0|) for the final additions),
+    # term_b = d_b * s_g * isum_b (+ d_b * m_g * sums_b when asymmetric, counted in absolute value
+    # part by part). A worst-case-style scale: random rounding errors stay far below it, while a
+    # wrong, dropped or repeated block costs a whole term. Observed worst ratio to the scale about
+    # 0.3 (sym), 0.4 (asym), 0.2 (int8), all ISAs, in_features up to 1536.
+    ("int4_matmul", "sym"): 3.0,
+    ("int4_matmul", "asym"): 3.0,
+    ("int8_matmul", "int8"): 3.0,
 }
 
 
@@ -86,6 +100,18 @@ def bound(kernel: str, dtype: str, **m) -> float:
         score = abs(m["scale"]) * float((k @ np.abs(np.asarray(m["q"], dtype=np.float64))).max())
         return c * EPS32 * _amax(m["v"]) * (1 + score + math.log2(max(n_pos, 1)))
     raise KeyError(f"no scalar bound for {kernel!r}; see TOLERANCES")
+
+
+def quant_matmul_bound(kernel: str, dtype: str, abs_terms_sum, bias=None, y0=None) -> np.ndarray:
+    """Elementwise allowed error of int4_matmul / int8_matmul; abs_terms_sum [T, n_out] is
+    sum over blocks of |term_b| (slmcore.reference.quant.int4_terms / int8_terms)."""
+    c = TOLERANCES[(kernel, dtype)]
+    extra = np.zeros_like(np.asarray(abs_terms_sum, dtype=np.float64))
+    if bias is not None:
+        extra = extra + np.abs(np.asarray(bias, dtype=np.float64))
+    if y0 is not None:
+        extra = extra + np.abs(np.asarray(y0, dtype=np.float64))
+    return c * EPS32 * np.asarray(abs_terms_sum, dtype=np.float64) + 2 * EPS32 * extra + 1e-30
 
 
 def swiglu_bound(ref: np.ndarray, gate: np.ndarray, up: np.ndarray) -> np.ndarray:

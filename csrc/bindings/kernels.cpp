@@ -9,6 +9,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -380,6 +381,359 @@ py::array f32_to_f16(const std::string& isa, const py::object& x_obj) {
   return out;
 }
 
+// ---------------------------------------------------------------------------------------------
+// quantized kernels
+
+using I8Array = py::array_t<int8_t, py::array::c_style>;
+using I32Array = py::array_t<int32_t, py::array::c_style>;
+using U8Array = py::array_t<uint8_t, py::array::c_style>;
+
+int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+void check_group_size(int64_t g, const char* what) {
+  if (g != 32 && g != 64 && g != 128) invalid(std::string(what) + ": group_size must be 32, 64 or 128, got " + std::to_string(g));
+}
+
+// Native-order numpy dtype check for the quantized formats.
+bool is_dtype(const py::array& a, char kind, py::ssize_t size) {
+  const py::dtype dt = a.dtype();
+  const char bo = dt.byteorder();
+  return (bo == '=' || bo == '|') && dt.kind() == kind && dt.itemsize() == size;
+}
+
+// Rows of a 2-D array with contiguous elements; returns the row stride in elements.
+int64_t check_rows(const py::array& a, char kind, py::ssize_t size, const char* numpy_name, const char* what) {
+  if (!is_dtype(a, kind, size)) invalid(std::string(what) + ": expected a numpy " + numpy_name + " array, got " + std::string(py::str(a.dtype())));
+  if (a.ndim() != 2) invalid(std::string(what) + ": expected 2 dimensions, got shape " + shape_str(a));
+  if (a.shape(1) > 1 && a.strides(1) != size) invalid(std::string(what) + ": elements within a row must be contiguous");
+  if (a.shape(0) > 1 && (a.strides(0) % size != 0 || a.strides(0) < a.shape(1) * size)) {
+    invalid(std::string(what) + ": rows must be stored in order, each at least a full row apart");
+  }
+  return a.shape(0) > 1 ? a.strides(0) / size : a.shape(1);
+}
+
+struct QuantBuffers {
+  I8Array a;
+  F32Array d;
+  I32Array sums;
+  kernels::QuantActs view() const { return {a.data(), d.data(), sums.data(), a.shape(1)}; }
+};
+
+QuantBuffers quantize(const kernels::CpuKernels& k, const F32Array& x, int64_t in_padded) {
+  const int64_t n_tokens = x.shape(0), in = x.shape(1), nb = in_padded / kernels::kQuantBlock;
+  QuantBuffers q{I8Array({n_tokens, in_padded}), F32Array({n_tokens, nb}), I32Array({n_tokens, nb})};
+  const float* xp = x.data();
+  int8_t* ap = q.a.mutable_data();
+  float* dp = q.d.mutable_data();
+  int32_t* sp = q.sums.mutable_data();
+  {
+    py::gil_scoped_release release;
+    k.quantize_acts(xp, in, n_tokens, in, in_padded, ap, dp, sp);
+  }
+  return q;
+}
+
+py::tuple quantize_activations(const std::string& isa, const py::object& x_obj, const std::optional<int64_t>& in_padded_arg) {
+  const auto& k = table(isa);
+  const F32Array x = f32(x_obj, 2, "quantize_activations x [n_tokens, in_features]");
+  const int64_t in = x.shape(1);
+  const int64_t in_padded = in_padded_arg ? *in_padded_arg : round_up(in, kernels::kQuantBlock);
+  if (in_padded % kernels::kQuantBlock != 0 || in_padded < in) {
+    invalid("quantize_activations: in_padded must be a multiple of 32 and >= in_features = " + std::to_string(in) +
+            ", got " + std::to_string(in_padded));
+  }
+  QuantBuffers q = quantize(k, x, in_padded);
+  return py::make_tuple(q.a, q.d, q.sums);
+}
+
+// Output buffer for y: a copy of y0 (accumulate) or zeros.
+F32Array output(const std::optional<py::object>& y_obj, int64_t n_tokens, int64_t n_out, const char* what, bool& accumulate) {
+  F32Array y({static_cast<py::ssize_t>(n_tokens), static_cast<py::ssize_t>(n_out)});
+  accumulate = y_obj && !y_obj->is_none();
+  if (accumulate) {
+    const F32Array y0 = f32(*y_obj, 2, what);
+    if (y0.shape(0) != n_tokens || y0.shape(1) != n_out) {
+      invalid(std::string(what) + ": y has shape " + shape_str(y0) + ", need (" + std::to_string(n_tokens) + ", " +
+              std::to_string(n_out) + ")");
+    }
+    if (y0.size() > 0) std::memcpy(y.mutable_data(), y0.data(), static_cast<size_t>(y0.size()) * sizeof(float));
+  } else if (y.size() > 0) {
+    std::memset(y.mutable_data(), 0, static_cast<size_t>(y.size()) * sizeof(float));
+  }
+  return y;
+}
+
+const float* bias_of(const std::optional<py::object>& bias_obj, int64_t n_out, F32Array& keep, const char* what) {
+  if (!bias_obj || bias_obj->is_none()) return nullptr;
+  keep = f32(*bias_obj, 1, what);
+  if (keep.shape(0) != n_out) invalid(std::string(what) + ": bias has shape " + shape_str(keep) + ", need (" + std::to_string(n_out) + ",)");
+  return keep.data();
+}
+
+void check_rows_range(int64_t& row_begin, int64_t& row_end, int64_t n_out, const char* what) {
+  if (row_end == -1) row_end = n_out;
+  if (row_begin < 0 || row_end < row_begin || row_end > n_out) {
+    invalid(std::string(what) + ": need 0 <= row_begin <= row_end <= n_out = " + std::to_string(n_out) + ", got row_begin " +
+            std::to_string(row_begin) + ", row_end " + std::to_string(row_end));
+  }
+}
+
+py::array int4_pack(const std::string& isa, const py::array& qweight, const py::array& scales,
+                    const std::optional<py::array>& mins, int64_t group_size, std::optional<int64_t> in_features_arg) {
+  const auto& k = table(isa);
+  check_group_size(group_size, "int4_pack");
+  const int64_t qs = check_rows(qweight, 'u', 1, "uint8", "int4_pack qweight [n_out, in_padded/2]");
+  const int64_t ss = check_rows(scales, 'f', 2, "float16", "int4_pack scales [n_out, n_groups]");
+  const int64_t n_out = qweight.shape(0), in_padded = 2 * qweight.shape(1), ng = scales.shape(1);
+  if (scales.shape(0) != n_out || ng * group_size != in_padded) {
+    invalid("int4_pack: qweight has shape " + shape_str(qweight) + " and scales " + shape_str(scales) + "; with group_size " +
+            std::to_string(group_size) + " they need shapes (n_out, n_groups*" + std::to_string(group_size / 2) +
+            ") and (n_out, n_groups)");
+  }
+  const int64_t in = in_features_arg ? *in_features_arg : in_padded;
+  if (in <= in_padded - group_size || in > in_padded) {
+    invalid("int4_pack: in_features " + std::to_string(in) + " does not round up to in_padded " + std::to_string(in_padded) +
+            " with group_size " + std::to_string(group_size));
+  }
+  int64_t ms = 0;
+  const uint16_t* mp = nullptr;
+  if (mins) {
+    ms = check_rows(*mins, 'f', 2, "float16", "int4_pack mins [n_out, n_groups]");
+    if (mins->shape(0) != n_out || mins->shape(1) != ng) {
+      invalid("int4_pack: mins has shape " + shape_str(*mins) + ", need the shape of scales " + shape_str(scales));
+    }
+    mp = static_cast<const uint16_t*>(mins->data());
+  }
+  const bool sym = mp == nullptr;
+  U8Array out({k.int4_packed_size(n_out, in, group_size, sym)});
+  kernels::Int4PackArgs a{};
+  a.qweight = static_cast<const uint8_t*>(qweight.data());
+  a.qweight_stride = qs;
+  a.scales = static_cast<const uint16_t*>(scales.data());
+  a.scales_stride = ss;
+  a.mins = mp;
+  a.mins_stride = ms;
+  a.n_out = n_out;
+  a.in_features = in;
+  a.group_size = group_size;
+  a.tile_begin = 0;
+  a.tile_end = (n_out + kernels::kInt4RowTile - 1) / kernels::kInt4RowTile;
+  a.packed = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    k.int4_pack(a);
+  }
+  return std::move(out);
+}
+
+int64_t int4_packed_size(const std::string& isa, int64_t n_out, int64_t in_features, int64_t group_size, bool sym) {
+  check_group_size(group_size, "int4_packed_size");
+  if (n_out < 0 || in_features < 0) invalid("int4_packed_size: n_out and in_features must be >= 0");
+  return table(isa).int4_packed_size(n_out, in_features, group_size, sym);
+}
+
+py::array int4_matmul(const std::string& isa, const py::object& x_obj, const py::array& packed, int64_t n_out,
+                      int64_t in_features, int64_t group_size, bool sym, const std::optional<py::object>& bias_obj,
+                      const std::optional<py::object>& y_obj, int64_t row_begin, int64_t row_end) {
+  const auto& k = table(isa);
+  check_group_size(group_size, "int4_matmul");
+  const F32Array x = f32(x_obj, 2, "int4_matmul x [n_tokens, in_features]");
+  if (x.shape(1) != in_features) {
+    invalid("int4_matmul: x has shape " + shape_str(x) + " but in_features is " + std::to_string(in_features));
+  }
+  if (n_out < 0) invalid("int4_matmul: n_out must be >= 0");
+  if (!is_dtype(packed, 'u', 1) || packed.ndim() != 1 || !(packed.flags() & py::array::c_style)) {
+    invalid("int4_matmul: packed must be a contiguous 1-D numpy uint8 array (from int4_pack)");
+  }
+  const int64_t want = k.int4_packed_size(n_out, in_features, group_size, sym);
+  if (packed.shape(0) != want) {
+    invalid("int4_matmul: packed has " + std::to_string(packed.shape(0)) + " bytes, but n_out " + std::to_string(n_out) +
+            ", in_features " + std::to_string(in_features) + ", group_size " + std::to_string(group_size) +
+            (sym ? ", sym" : ", asym") + " need " + std::to_string(want));
+  }
+  check_rows_range(row_begin, row_end, n_out, "int4_matmul");
+  F32Array bias_keep;
+  const float* bias = bias_of(bias_obj, n_out, bias_keep, "int4_matmul");
+  bool accumulate = false;
+  F32Array y = output(y_obj, x.shape(0), n_out, "int4_matmul", accumulate);
+  const QuantBuffers q = quantize(k, x, round_up(std::max<int64_t>(in_features, 1), group_size));
+  kernels::Int4MatmulArgs a{};
+  a.x = q.view();
+  a.w = packed.data();
+  a.in_features = in_features;
+  a.group_size = group_size;
+  a.sym = sym;
+  a.y = y.mutable_data();
+  a.y_stride = n_out;
+  a.n_tokens = x.shape(0);
+  a.row_begin = row_begin;
+  a.row_end = row_end;
+  a.bias = bias;
+  a.accumulate = accumulate;
+  {
+    py::gil_scoped_release release;
+    k.int4_matmul(a);
+  }
+  return std::move(y);
+}
+
+py::array int8_matmul(const std::string& isa, const py::object& x_obj, const py::array& qw, const py::array& scale,
+                      const std::optional<py::object>& bias_obj, const std::optional<py::object>& y_obj, int64_t row_begin,
+                      int64_t row_end) {
+  const auto& k = table(isa);
+  const F32Array x = f32(x_obj, 2, "int8_matmul x [n_tokens, in_features]");
+  const int64_t qs = check_rows(qw, 'i', 1, "int8", "int8_matmul q [n_out, in_features]");
+  const int64_t n_out = qw.shape(0), in = qw.shape(1);
+  if (x.shape(1) != in) invalid("int8_matmul: x has shape " + shape_str(x) + " but q has shape " + shape_str(qw));
+  if (!is_dtype(scale, 'f', 2) || scale.ndim() != 1 || scale.shape(0) != n_out || (n_out > 1 && scale.strides(0) != 2)) {
+    invalid("int8_matmul: scale must be a contiguous numpy float16 array of shape (" + std::to_string(n_out) + ",), got " +
+            std::string(py::str(scale.dtype())) + " " + shape_str(scale));
+  }
+  check_rows_range(row_begin, row_end, n_out, "int8_matmul");
+  F32Array bias_keep;
+  const float* bias = bias_of(bias_obj, n_out, bias_keep, "int8_matmul");
+  bool accumulate = false;
+  F32Array y = output(y_obj, x.shape(0), n_out, "int8_matmul", accumulate);
+  const QuantBuffers q = quantize(k, x, round_up(std::max<int64_t>(in, 1), 64));
+  kernels::Int8MatmulArgs a{};
+  a.x = q.view();
+  a.q = static_cast<const int8_t*>(qw.data());
+  a.q_stride = qs;
+  a.scale = static_cast<const uint16_t*>(scale.data());
+  a.in_features = in;
+  a.y = y.mutable_data();
+  a.y_stride = n_out;
+  a.n_tokens = x.shape(0);
+  a.row_begin = row_begin;
+  a.row_end = row_end;
+  a.bias = bias;
+  a.accumulate = accumulate;
+  {
+    py::gil_scoped_release release;
+    k.int8_matmul(a);
+  }
+  return std::move(y);
+}
+
+// Benchmark helper: runs matrices back to back in C++ (no per-call Python overhead, which is as
+// long as a small GEMV) and returns the best wall time of one sweep over all of them, in seconds.
+// Activations are fixed pseudo-random values, quantized once per in_features before timing.
+template <typename Run>
+double best_sweep(int64_t repeats, Run&& run) {
+  double best = 1e30;
+  for (int64_t r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    run();
+    const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
+    best = std::min(best, dt.count());
+  }
+  return best;
+}
+
+struct BenchActs {
+  std::vector<int8_t> a;
+  std::vector<float> d;
+  std::vector<int32_t> sums;
+  int64_t in_padded = 0;
+  kernels::QuantActs view() const { return {a.data(), d.data(), sums.data(), in_padded}; }
+};
+
+BenchActs bench_acts(const kernels::CpuKernels& k, int64_t n_tokens, int64_t in, int64_t in_padded) {
+  std::vector<float> x(static_cast<size_t>(n_tokens * in));
+  uint32_t state = 12345;
+  for (float& v : x) {
+    state = state * 1664525u + 1013904223u;
+    v = static_cast<float>(static_cast<int32_t>(state >> 8) - (1 << 23)) / static_cast<float>(1 << 23);
+  }
+  BenchActs q;
+  q.in_padded = in_padded;
+  q.a.resize(static_cast<size_t>(n_tokens * in_padded));
+  q.d.resize(static_cast<size_t>(n_tokens * in_padded / 32));
+  q.sums.resize(q.d.size());
+  k.quantize_acts(x.data(), in, n_tokens, in, in_padded, q.a.data(), q.d.data(), q.sums.data());
+  return q;
+}
+
+double bench_int4(const std::string& isa, const std::vector<py::array>& packed, const std::vector<int64_t>& n_out,
+                  const std::vector<int64_t>& in_features, int64_t group_size, bool sym, int64_t n_tokens, int64_t repeats) {
+  const auto& k = table(isa);
+  check_group_size(group_size, "bench_int4");
+  if (packed.size() != n_out.size() || packed.size() != in_features.size()) invalid("bench_int4: lists of different lengths");
+  if (n_tokens < 1 || repeats < 1) invalid("bench_int4: n_tokens and repeats must be >= 1");
+  int64_t max_out = 1;
+  std::vector<std::pair<int64_t, BenchActs>> acts;
+  for (size_t i = 0; i < packed.size(); ++i) {
+    if (!is_dtype(packed[i], 'u', 1) || packed[i].ndim() != 1 || !(packed[i].flags() & py::array::c_style) ||
+        packed[i].shape(0) != k.int4_packed_size(n_out[i], in_features[i], group_size, sym)) {
+      invalid("bench_int4: packed[" + std::to_string(i) + "] does not match its shape");
+    }
+    max_out = std::max(max_out, n_out[i]);
+    bool have = false;
+    for (auto& p : acts) have = have || p.first == in_features[i];
+    if (!have) acts.emplace_back(in_features[i], bench_acts(k, n_tokens, in_features[i], round_up(in_features[i], 128)));
+  }
+  std::vector<float> y(static_cast<size_t>(n_tokens * max_out));
+  std::vector<kernels::Int4MatmulArgs> calls;
+  for (size_t i = 0; i < packed.size(); ++i) {
+    kernels::Int4MatmulArgs a{};
+    for (auto& p : acts) if (p.first == in_features[i]) a.x = p.second.view();
+    a.w = packed[i].data();
+    a.in_features = in_features[i];
+    a.group_size = group_size;
+    a.sym = sym;
+    a.y = y.data();
+    a.y_stride = max_out;
+    a.n_tokens = n_tokens;
+    a.row_begin = 0;
+    a.row_end = n_out[i];
+    calls.push_back(a);
+  }
+  py::gil_scoped_release release;
+  return best_sweep(repeats, [&] {
+    for (const auto& a : calls) k.int4_matmul(a);
+  });
+}
+
+double bench_int8(const std::string& isa, const std::vector<py::array>& qs, const std::vector<py::array>& scales,
+                  int64_t n_tokens, int64_t repeats) {
+  const auto& k = table(isa);
+  if (qs.size() != scales.size()) invalid("bench_int8: lists of different lengths");
+  if (n_tokens < 1 || repeats < 1) invalid("bench_int8: n_tokens and repeats must be >= 1");
+  int64_t max_out = 1;
+  std::vector<std::pair<int64_t, BenchActs>> acts;
+  std::vector<kernels::Int8MatmulArgs> calls;
+  for (size_t i = 0; i < qs.size(); ++i) {
+    const int64_t stride = check_rows(qs[i], 'i', 1, "int8", "bench_int8 q");
+    if (!is_dtype(scales[i], 'f', 2) || scales[i].ndim() != 1 || scales[i].shape(0) != qs[i].shape(0)) {
+      invalid("bench_int8: scale shapes");
+    }
+    const int64_t in = qs[i].shape(1);
+    max_out = std::max<int64_t>(max_out, qs[i].shape(0));
+    bool have = false;
+    for (auto& p : acts) have = have || p.first == in;
+    if (!have) acts.emplace_back(in, bench_acts(k, n_tokens, in, round_up(in, 128)));
+    kernels::Int8MatmulArgs a{};
+    a.q = static_cast<const int8_t*>(qs[i].data());
+    a.q_stride = stride;
+    a.scale = static_cast<const uint16_t*>(scales[i].data());
+    a.in_features = in;
+    a.n_tokens = n_tokens;
+    a.row_begin = 0;
+    a.row_end = qs[i].shape(0);
+    calls.push_back(a);
+  }
+  std::vector<float> y(static_cast<size_t>(n_tokens * max_out));
+  for (size_t i = 0; i < calls.size(); ++i) {
+    for (auto& p : acts) if (p.first == calls[i].in_features) calls[i].x = p.second.view();
+    calls[i].y = y.data();
+    calls[i].y_stride = max_out;
+  }
+  py::gil_scoped_release release;
+  return best_sweep(repeats, [&] {
+    for (const auto& a : calls) k.int8_matmul(a);
+  });
+}
+
 }  // namespace
 
 void bind_kernels(py::module_& m) {
@@ -402,6 +756,28 @@ void bind_kernels(py::module_& m) {
   km.def("geglu", &geglu, py::arg("isa"), py::arg("gate"), py::arg("up"));
   km.def("to_f32", &to_f32, py::arg("isa"), py::arg("src"), py::arg("dtype"));
   km.def("f32_to_f16", &f32_to_f16, py::arg("isa"), py::arg("x"));
+  km.def("quantize_activations", &quantize_activations, py::arg("isa"), py::arg("x"), py::arg("in_padded") = py::none(),
+         "x float32 [T, in] -> (a int8 [T, in_padded], d float32 [T, in_padded/32], sums int32 [T, in_padded/32]); "
+         "in_padded defaults to in rounded up to 32.");
+  km.def("int4_packed_size", &int4_packed_size, py::arg("isa"), py::arg("n_out"), py::arg("in_features"),
+         py::arg("group_size"), py::arg("sym"));
+  km.def("int4_pack", &int4_pack, py::arg("isa"), py::arg("qweight"), py::arg("scales"), py::arg("mins") = py::none(),
+         py::arg("group_size") = 128, py::arg("in_features") = py::none(),
+         "Canonical int4 (qweight uint8 [n_out, in_padded/2], scales/mins float16 [n_out, n_groups]) -> packed uint8 "
+         "[int4_packed_size]. in_features defaults to in_padded.");
+  km.def("int4_matmul", &int4_matmul, py::arg("isa"), py::arg("x"), py::arg("packed"), py::arg("n_out"),
+         py::arg("in_features"), py::arg("group_size"), py::arg("sym"), py::arg("bias") = py::none(),
+         py::arg("y") = py::none(), py::arg("row_begin") = 0, py::arg("row_end") = -1,
+         "x float32 [T, in] is quantized (quantize_activations, in_padded = round_up(in, group_size)); returns "
+         "y0 + x . W^T + bias over rows [row_begin, row_end), W the packed int4 matrix.");
+  km.def("bench_int4", &bench_int4, py::arg("isa"), py::arg("packed"), py::arg("n_out"), py::arg("in_features"),
+         py::arg("group_size"), py::arg("sym"), py::arg("n_tokens") = 1, py::arg("repeats") = 5,
+         "Best wall time (s) of one sweep of int4 matmuls over the packed matrices, back to back in C++.");
+  km.def("bench_int8", &bench_int8, py::arg("isa"), py::arg("q"), py::arg("scale"), py::arg("n_tokens") = 1,
+         py::arg("repeats") = 5, "Best wall time (s) of one sweep of int8-row matmuls, back to back in C++.");
+  km.def("int8_matmul", &int8_matmul, py::arg("isa"), py::arg("x"), py::arg("q"), py::arg("scale"),
+         py::arg("bias") = py::none(), py::arg("y") = py::none(), py::arg("row_begin") = 0, py::arg("row_end") = -1,
+         "int8 rows q [n_out, in] with float16 row scales; x float32 [T, in] quantized in blocks of 32.");
 }
 
 }  // namespace slm::bindings

@@ -18,5 +18,9 @@ void gelu_tanh(const float* x, float* out, int64_t n);
 void gelu_erf(const float* x, float* out, int64_t n);
 void to_f32(const void* src, DType src_dtype, float* dst, int64_t n);
 void f32_to_f16(const float* src, uint16_t* dst, int64_t n);
+void quantize_acts(const float* x, int64_t x_stride, int64_t n_tokens, int64_t in_features, int64_t in_padded,
+                   int8_t* a, float* d, int32_t* sums);
+void int4_matmul(const Int4MatmulArgs& args);
+void int8_matmul(const Int8MatmulArgs& args);
 
 }  // namespace slm::kernels::avx512

@@ -7,6 +7,7 @@
 #include "slm/kernels/convert.h"
 #include "slm/kernels/matmul.h"
 #include "slm/kernels/norm.h"
+#include "slm/kernels/quant.h"
 #include "slm/kernels/rope.h"
 
 namespace slm::kernels {
@@ -24,6 +25,11 @@ struct CpuKernels {
   GeluFn gelu_erf;
   ToF32Fn to_f32;
   F32ToF16Fn f32_to_f16;
+  QuantizeActsFn quantize_acts;
+  Int4PackedSizeFn int4_packed_size;  // the layout of quant.h, shared by every ISA
+  Int4PackFn int4_pack;
+  Int4MatmulFn int4_matmul;
+  Int8MatmulFn int8_matmul;
 };
 
 namespace generic { const CpuKernels& cpu_kernels(); }
