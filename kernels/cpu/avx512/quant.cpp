@@ -177,16 +177,22 @@ void int4_tile(const Int4Geo& g, int64_t tile, int64_t t0, const uint8_t** pf = 
       }
 #pragma GCC unroll 4
       for (int c = 0; c < 4; ++c) {
+        __m512i lo[RT], hi[RT];
 #pragma GCC unroll 4
         for (int rt = 0; rt < RT; ++rt) {
           const __m512i p = _mm512_loadu_si512(blk + rt * tb + c * 64);
-          const __m512i lo = _mm512_and_si512(p, m4);
-          const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
+          lo[rt] = _mm512_and_si512(p, m4);
+          hi[rt] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
+        }
+        // Each activation broadcast feeds every row tile.
 #pragma GCC unroll 16
-          for (int t = 0; t < T; ++t) {
-            const int8_t* ab = a0 + t * as + b * kQuantBlock + c * 8;
-            isum[rt][t][0] = _mm512_dpbusd_epi32(isum[rt][t][0], lo, _mm512_set1_epi32(load_i32(ab)));
-            isum[rt][t][C - 1] = _mm512_dpbusd_epi32(isum[rt][t][C - 1], hi, _mm512_set1_epi32(load_i32(ab + 4)));
+        for (int t = 0; t < T; ++t) {
+          const int8_t* ab = a0 + t * as + b * kQuantBlock + c * 8;
+          const __m512i alo = _mm512_set1_epi32(load_i32(ab)), ahi = _mm512_set1_epi32(load_i32(ab + 4));
+#pragma GCC unroll 4
+          for (int rt = 0; rt < RT; ++rt) {
+            isum[rt][t][0] = _mm512_dpbusd_epi32(isum[rt][t][0], lo[rt], alo);
+            isum[rt][t][C - 1] = _mm512_dpbusd_epi32(isum[rt][t][C - 1], hi[rt], ahi);
           }
         }
       }
