@@ -112,9 +112,9 @@ struct Int4Geo {
 };
 
 // Outputs of row tiles [tile, tile + RT) for tokens [t0, t0 + T), BPG blocks per group (G / 32).
-// One loop iteration per record (two groups when symmetric), so that every load instruction
-// walks the stream with one constant stride. Pf: 0 none, 1 prefetch of the stream ahead through
-// *pf (GEMV), 2 prefetch of the next tile into the caches (first token tile of a GEMM row tile).
+// One loop iteration per record (two groups when symmetric). Pf: 0 none, 1 prefetch of the
+// stream ahead through *pf (GEMV), 2 prefetch of the next tile into the caches (first token tile
+// of a GEMM row tile).
 template <bool Sym, int BPG, int RT, int T, int C, int Pf>
 void int4_tile(const Int4Geo& g, int64_t tile, int64_t t0, const uint8_t** pf = nullptr) {
   static_assert(C == 1 || C == 2, "one or two integer chains per token");
