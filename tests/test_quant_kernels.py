@@ -388,6 +388,24 @@ def test_int4_matmul_isas_agree_bitwise():
             assert np.array_equal(outs[isa], outs["generic"]), isa
 
 
+@pytest.mark.parametrize("isa", ISAS)
+def test_quant_matmul_degenerate_shapes(isa):
+    bias = np.arange(3, dtype=np.float32)
+    for sym in [True, False]:
+        empty = K.int4_pack(isa, np.zeros((3, 0), np.uint8), np.zeros((3, 0), np.float16),
+                            None if sym else np.zeros((3, 0), np.float16), 32)
+        assert empty.size == 0
+        got = K.int4_matmul(isa, np.zeros((2, 0), np.float32), empty, 3, 0, 32, sym, bias=bias)
+        assert np.array_equal(got, np.tile(bias, (2, 1)))
+    qw, sc, mn = int4_weights(rng_for("degenerate"), 3, 40, 32, True)
+    packed = K.int4_pack(isa, qw, sc, mn, 32, 40)
+    assert K.int4_matmul(isa, np.zeros((0, 40), np.float32), packed, 3, 40, 32, True).shape == (0, 3)
+    got = K.int8_matmul(isa, np.zeros((2, 0), np.float32), np.zeros((3, 0), np.int8), np.ones(3, np.float16), bias=bias)
+    assert np.array_equal(got, np.tile(bias, (2, 1)))
+    assert K.int8_matmul(isa, np.zeros((0, 5), np.float32), np.ones((3, 5), np.int8), np.ones(3, np.float16)).shape == (0, 3)
+    assert K.quantize_activations(isa, np.zeros((0, 5), np.float32))[0].shape == (0, 32)
+
+
 def test_int4_matmul_argument_checks():
     E = slmcore.errors.InvalidArgumentError
     qw = np.zeros((4, 64), np.uint8)

@@ -68,12 +68,14 @@ TOLERANCES: dict[tuple[str, str], float] = {
     # int4 / int8-row matmul: the integer block sums are exact, so the only error is the float32
     # scaling and summation of the per-block terms. Elementwise
     #   |y - ref| <= C * eps * sum_b |term_b|  (+ 2 * eps * (|bias| + |y0|) for the final additions),
-    # term_b = d_b * s_g * isum_b (+ d_b * m_g * sums_b when asymmetric, counted in absolute value
-    # part by part). A worst-case-style scale: random rounding errors stay far below it, while a
-    # wrong, dropped or repeated block costs a whole term. Observed worst ratio to the scale about
-    # 0.3 (sym), 0.4 (asym), 0.2 (int8), all ISAs, in_features up to 1536.
-    ("int4_matmul", "sym"): 3.0,
-    ("int4_matmul", "asym"): 3.0,
+    # term_b = d_b * s_g * isum_b for int4 (+ d_b * m_g * sums_b when asymmetric, counted in
+    # absolute value part by part) and scale_o * d_b * sum_i |q_i * a_i| for int8 rows (a SIMD
+    # kernel scales parts of a block, 4-column lanes, before summing them). A worst-case-style
+    # scale: a wrong, dropped or repeated block costs a whole term. Observed worst ratio to the
+    # scale (all ISAs, in_features 1..1536, 7..64 rows, 70 tokens): int4 sym 1.8, asym 2.1 (few
+    # blocks, where every rounding counts), int8 1.4.
+    ("int4_matmul", "sym"): 4.0,
+    ("int4_matmul", "asym"): 4.0,
     ("int8_matmul", "int8"): 3.0,
 }
 

@@ -17,10 +17,11 @@
 //   feeds 4 tokens and each activation broadcast 2 tiles; tokens go in blocks whose activations
 //   stay in L2, and each row tile's weights stay in L1 while the token tiles pass.
 //
-// int8 rows: row-major in place. Per 64 columns, activations a become unsigned a + 128 and
-// vpdpbusd(-128 * sum q, a + 128, q) gives the exact sum of q * a per 4-column lane; lanes 0-7 and
-// 8-15 are two blocks, scaled by their d and accumulated in one zmm per output, summed by the
-// fixed hsum() tree at the end, then times the row scale.
+// int8 rows: row-major in place. Per 64 columns, weights q become unsigned q + 128 and
+// vpdpbusd(-128 * sum a, q + 128, a) gives the exact sum of q * a per 4-column lane (the
+// correction depends on the activations only, so it is shared by all rows); lanes 0-7 and 8-15
+// are two blocks, scaled by their d and accumulated in one zmm per output, summed by the fixed
+// hsum() tree at the end, then times the row scale.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -111,9 +112,9 @@ struct Int4Geo {
 };
 
 // Outputs of row tiles [tile, tile + RT) for tokens [t0, t0 + T), BPG blocks per group (G / 32).
-// One loop iteration per record (two groups when symmetric), so that every load instruction
-// walks the stream with one constant stride. Pf: 0 none, 1 prefetch of the stream ahead through
-// *pf (GEMV), 2 prefetch of the next tile into the caches (first token tile of a GEMM row tile).
+// One loop iteration per record (two groups when symmetric). Pf: 0 none, 1 prefetch of the
+// stream ahead through *pf (GEMV), 2 prefetch of the next tile into the caches (first token tile
+// of a GEMM row tile).
 template <bool Sym, int BPG, int RT, int T, int C, int Pf>
 void int4_tile(const Int4Geo& g, int64_t tile, int64_t t0, const uint8_t** pf = nullptr) {
   static_assert(C == 1 || C == 2, "one or two integer chains per token");
@@ -176,16 +177,22 @@ void int4_tile(const Int4Geo& g, int64_t tile, int64_t t0, const uint8_t** pf = 
       }
 #pragma GCC unroll 4
       for (int c = 0; c < 4; ++c) {
+        __m512i lo[RT], hi[RT];
 #pragma GCC unroll 4
         for (int rt = 0; rt < RT; ++rt) {
           const __m512i p = _mm512_loadu_si512(blk + rt * tb + c * 64);
-          const __m512i lo = _mm512_and_si512(p, m4);
-          const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
+          lo[rt] = _mm512_and_si512(p, m4);
+          hi[rt] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
+        }
+        // Each activation broadcast feeds every row tile.
 #pragma GCC unroll 16
-          for (int t = 0; t < T; ++t) {
-            const int8_t* ab = a0 + t * as + b * kQuantBlock + c * 8;
-            isum[rt][t][0] = _mm512_dpbusd_epi32(isum[rt][t][0], lo, _mm512_set1_epi32(load_i32(ab)));
-            isum[rt][t][C - 1] = _mm512_dpbusd_epi32(isum[rt][t][C - 1], hi, _mm512_set1_epi32(load_i32(ab + 4)));
+        for (int t = 0; t < T; ++t) {
+          const int8_t* ab = a0 + t * as + b * kQuantBlock + c * 8;
+          const __m512i alo = _mm512_set1_epi32(load_i32(ab)), ahi = _mm512_set1_epi32(load_i32(ab + 4));
+#pragma GCC unroll 4
+          for (int rt = 0; rt < RT; ++rt) {
+            isum[rt][t][0] = _mm512_dpbusd_epi32(isum[rt][t][0], lo[rt], alo);
+            isum[rt][t][C - 1] = _mm512_dpbusd_epi32(isum[rt][t][C - 1], hi[rt], ahi);
           }
         }
       }
@@ -358,21 +365,22 @@ void int8_tile(const Int8Geo& g, int64_t o, int64_t t0) {
 #pragma GCC unroll 32
       for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(qr + r * g.q_stride + k * 64 + g.pf_off), _MM_HINT_NTA);
     }
-    __m512i qv[R], corr[R];
+    // q + 128 as unsigned bytes (masked-off tail columns become 128, against zero activations).
+    __m512i qx[R];
 #pragma GCC unroll 32
     for (int r = 0; r < R; ++r) {
       const int8_t* p = qr + r * g.q_stride + k * 64;
-      qv[r] = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(g.tail, p);
-      // -128 * (sum of q) per lane: the offset that a + 128 adds.
-      corr[r] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias128, qv[r]));
+      qx[r] = _mm512_xor_si512(full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(g.tail, p), bias128);
     }
 #pragma GCC unroll 32
     for (int u = 0; u < T; ++u) {
-      const __m512i au = _mm512_xor_si512(_mm512_loadu_si512(g.a + (t0 + u) * g.a_stride + k * 64), bias128);
+      const __m512i av = _mm512_loadu_si512(g.a + (t0 + u) * g.a_stride + k * 64);
+      // -128 * (sum of a) per 4-column lane: the offset that q + 128 adds; shared by all rows.
+      const __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias128, av));
       const __m512 dv = block_pair_scales(g.d + (t0 + u) * g.nb + 2 * k);
 #pragma GCC unroll 32
       for (int r = 0; r < R; ++r) {
-        const __m512i isum = _mm512_dpbusd_epi32(corr[r], au, qv[r]);
+        const __m512i isum = _mm512_dpbusd_epi32(corr, qx[r], av);
         acc[r][u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dv, acc[r][u]);
       }
     }
@@ -437,8 +445,10 @@ void int8_matmul(const Int8MatmulArgs& m) {
   g.n_full = m.in_features / 64;
   const int64_t rem = m.in_features % 64;
   g.tail = rem ? static_cast<__mmask64>((uint64_t{1} << rem) - 1) : 0;
+  // Decode prefetch: the same columns two 8-row tiles further down while two tiles fit in L1
+  // (contiguous rows: ~9 KiB ahead of the stream for 576 columns), else 2 KiB ahead in the row.
   const int64_t tile_bytes = kInt8GemvRows * m.q_stride;
-  g.pf_off = tile_bytes <= 24 * 1024 ? tile_bytes : 1024;
+  g.pf_off = tile_bytes <= 24 * 1024 ? 2 * tile_bytes : 2048;
   if (m.n_tokens == 1) {
     int64_t o = m.row_begin;
     for (; o + kInt8GemvRows <= m.row_end; o += kInt8GemvRows) int8_tile<kInt8GemvRows, 1>(g, o, 0);

@@ -70,8 +70,9 @@ SLM_NOINLINE void int4_tile(const uint8_t* w, int64_t n_groups, int64_t blocks_p
   }
 }
 
-// sum_b d_b * (sum_i q_i a_i) for one row, blocks in order.
-SLM_NOINLINE float int8_dot(const int8_t* q, int64_t in_features, const int8_t* a, const float* d) {
+// (sum_b d_b * (sum_i q_i a_i), blocks in order) * scale for one row. The scale is applied here,
+// inside the noinline function, so that no caller can fuse it with the bias addition.
+SLM_NOINLINE float int8_dot(const int8_t* q, int64_t in_features, const int8_t* a, const float* d, float scale) {
   float acc = 0.f;
   const int64_t n_blocks = (in_features + kQuantBlock - 1) / kQuantBlock;
   for (int64_t b = 0; b < n_blocks; ++b) {
@@ -80,7 +81,7 @@ SLM_NOINLINE float int8_dot(const int8_t* q, int64_t in_features, const int8_t* 
     for (int64_t i = b * kQuantBlock; i < end; ++i) s += static_cast<int32_t>(q[i]) * a[i];
     acc = acc + static_cast<float>(s) * d[b];
   }
-  return acc;
+  return acc * scale;
 }
 
 inline void store(float* yp, float s, const float* bias, int64_t o, bool accumulate) {
@@ -146,7 +147,7 @@ void int8_matmul(const Int8MatmulArgs& m) {
   for (int64_t o = m.row_begin; o < m.row_end; ++o) {
     const float sc = half_to_f32(m.scale[o]);
     for (int64_t t = 0; t < m.n_tokens; ++t) {
-      const float s = int8_dot(m.q + o * m.q_stride, m.in_features, m.x.a + t * m.x.in_padded, m.x.d + t * nb) * sc;
+      const float s = int8_dot(m.q + o * m.q_stride, m.in_features, m.x.a + t * m.x.in_padded, m.x.d + t * nb, sc);
       store(m.y + t * m.y_stride + o, s, m.bias, o, m.accumulate);
     }
   }
