@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from slmcore import _core
 from slmcore.config import ModelConfig
@@ -24,7 +25,7 @@ from slmcore.errors import (
 from slmcore.generate import Completion, StreamChunk
 from slmcore.generate import generate as _generate
 from slmcore.generate import stream_tokens as _stream_tokens
-from slmcore.loader import Checkpoint
+from slmcore.loader import Checkpoint, convert
 from slmcore.models import family_for
 from slmcore.rope import rope_tables
 from slmcore.sampling import SamplingParams
@@ -38,6 +39,12 @@ DEFAULT_MAX_SEQ_LEN = 4096
 GGUF_DTYPE = "float16"
 WEIGHT_DTYPES = ("auto", "float32", "bfloat16", "float16")
 KV_DTYPES = ("auto", "float32", "float16")
+DEFAULT_GROUP_SIZE = 128
+# Files of a model directory that save_quantized copies next to the quantized weights.
+_COMPANION_FILES = (
+    "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "vocab.json", "merges.txt", "generation_config.json", "chat_template.jinja", "chat_template.json",
+)  # fmt: skip
 
 
 def _choose(name: str, value: Any, allowed: Sequence[str]) -> str:
@@ -132,16 +139,24 @@ def _eos_token_ids(model_dir: Path, config: ModelConfig) -> frozenset[int]:
     return frozenset(i for i in ids if 0 <= i < config.vocab_size)
 
 
-def _weight_bytes_per_token(weights: dict[str, tuple[np.ndarray, str]]) -> int:
+def _entry_dtype(entry: tuple) -> str:
+    """An engine weight's dtype name: the dense dtype, "int4" or "int8"."""
+    return entry[0] if isinstance(entry[0], str) else entry[1]
+
+
+def _weight_bytes_per_token(weights: dict[str, tuple]) -> int:
     """Bytes of weights one decode step reads: every tensor once and one embedding row."""
+    from slmcore.quant import entry_nbytes
+
     seen: set[int] = set()
     total = 0
-    for name, (array, _) in weights.items():
-        if name != "embed_tokens" and id(array) not in seen:
-            seen.add(id(array))
-            total += array.nbytes
-    embed = weights["embed_tokens"][0]
-    return total + embed.nbytes // max(embed.shape[0], 1)
+    for name, entry in weights.items():
+        if name != "embed_tokens" and id(entry) not in seen:
+            seen.add(id(entry))
+            total += entry_nbytes(entry)
+    embed = weights["embed_tokens"]
+    rows = embed[1].shape[0] if isinstance(embed[0], str) else embed[0].shape[0]
+    return total + entry_nbytes(embed) // max(rows, 1)
 
 
 class _Session:
@@ -178,6 +193,8 @@ class LLM:
         max_seq_len: int | None = None,
         kv_dtype: str = "auto",
         threads: int | None = None,
+        quant: str | None = None,
+        group_size: int | None = None,
     ) -> None:
         self._engine = None
         self._checkpoint = None
@@ -209,13 +226,17 @@ class LLM:
         self.max_seq_len = max_seq_len
 
         self._checkpoint = Checkpoint.open(path)
-        weights = family.engine_weights(self.config, self._checkpoint, dtype)
-        matrix_dtypes = {d for name, (_, d) in weights.items() if not name.endswith(("norm", "bias"))}
+        weights = self._load_weights(family, dtype, quant, group_size)
+        matrix_dtypes = {_entry_dtype(entry) for name, entry in weights.items() if not name.endswith(("norm", "bias"))}
         if kv_dtype == "auto":
             kv_dtype = "float32" if matrix_dtypes == {"float32"} else "float16"
         self.kv_dtype = kv_dtype
-        self.dtype = matrix_dtypes.pop() if len(matrix_dtypes) == 1 else "mixed"
+        if self.quant:
+            self.dtype = self.quant
+        else:
+            self.dtype = matrix_dtypes.pop() if len(matrix_dtypes) == 1 else "mixed"
         self._bytes_per_token = _weight_bytes_per_token(weights)
+        self._entries = weights if self.quant else None  # for save_quantized
 
         cfg = self.config
         rotary_dim = cfg.head_dim if cfg.rotary_dim is None else cfg.rotary_dim
@@ -256,7 +277,69 @@ class LLM:
         }
         self._engine = _core.Engine(family.GRAPH, engine_config, weights)
 
+    def _load_weights(self, family: Any, dtype: str, quant: Any, group_size: Any) -> dict:
+        """The engine's weights: as stored (or in dtype), quantized at load, or from a quantized checkpoint."""
+        from slmcore import quant as q
+
+        if quant not in (None, "int4"):
+            raise InvalidArgumentError(f"quant={quant!r} is not supported; choose None or 'int4'")
+        if group_size is not None and (isinstance(group_size, bool) or group_size not in q.GROUP_SIZES):
+            raise InvalidArgumentError(f"group_size={group_size!r} is not supported; choose one of {q.GROUP_SIZES}")
+        stored = self.config.quantization
+        if stored is not None:  # an slmcore-quantized checkpoint: used as it is
+            if group_size is not None and group_size != stored.group_size:
+                raise InvalidArgumentError(
+                    f"{self.path} is already quantized with group_size {stored.group_size}; "
+                    f"group_size={group_size} would need the unquantized checkpoint"
+                )
+            self.quant, self.group_size = "int4", stored.group_size
+            values = q.load_quantized(self._checkpoint, self.config, canonical=True)
+            weights = {}
+            for name, value in values.items():
+                if isinstance(value, tuple) and value[0].ndim == 1:
+                    value = (convert(value[0], value[1], "float32"), "float32")
+                elif isinstance(value, tuple) and dtype != "auto":
+                    value = (convert(value[0], value[1], dtype), dtype)
+                weights[name] = q.engine_entry(value)
+            if self.config.tie_word_embeddings:
+                weights["lm_head"] = weights["embed_tokens"]
+            return weights
+        if quant is None:
+            if group_size is not None:
+                raise InvalidArgumentError("group_size applies to quant='int4' only")
+            self.quant, self.group_size = None, None
+            return family.engine_weights(self.config, self._checkpoint, dtype)
+        self.quant, self.group_size = "int4", group_size or DEFAULT_GROUP_SIZE
+        source = family.engine_weights(self.config, self._checkpoint, "auto")
+        with tqdm(desc="Quantizing to int4", unit="tensor", total=len(source), disable=None, leave=False) as bar:
+
+            def progress(names: Sequence[str]) -> Iterator[str]:
+                for name in names:
+                    yield name
+                    bar.update()
+
+            weights = q.quantize_engine_weights(source, self.group_size, sym=True, search=False, progress=progress)
+        if dtype != "auto":  # what stays unquantized (learned positions)
+            for name, entry in weights.items():
+                if not isinstance(entry[0], str) and entry[0].ndim == 2:
+                    weights[name] = (convert(entry[0], entry[1], dtype), dtype)
+        return weights
+
     # -- public API -------------------------------------------------------------------------
+
+    def save_quantized(self, out_dir: str | os.PathLike) -> Path:
+        """Write this int4 model (loaded with quant="int4", or from a quantized checkpoint) to a new
+        directory: model.safetensors + config.json with its quantization_config, plus the model's
+        tokenizer and generation files. slmcore.LLM(out_dir) loads it without a quant= argument."""
+        from slmcore import quant as q
+
+        self._live()
+        if self._entries is None:
+            raise InvalidArgumentError("save_quantized needs a quantized model: load it with quant='int4'")
+        tensors = q.quantized_checkpoint_tensors(self._entries, self.config.tie_word_embeddings)
+        extra = [p for p in sorted(self.path.iterdir()) if p.is_file() and p.name in _COMPANION_FILES]
+        raw = {k: v for k, v in self.config.raw.items() if k != "quantization_config"}
+        return q.save_quantized(out_dir, raw, tensors, extra_files=extra)
 
     def logits(self, token_ids: Sequence[int]) -> np.ndarray:
         """Logits of every position of one fresh sequence: float32 array (len(token_ids), vocab)."""

@@ -44,15 +44,17 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, NamedTuple, Union
+from typing import Callable, Iterable, Mapping, NamedTuple, Sequence, Union
 
 import numpy as np
 from gguf.constants import GGMLQuantizationType
 
 from slmcore.config import QUANT_GROUP_SIZES, ModelConfig, QuantizationConfig
 from slmcore.errors import ConfigError, InvalidArgumentError, ModelFormatError
-from slmcore.loader import WEIGHT_DTYPES, Checkpoint, write_safetensors
+from slmcore.loader import WEIGHT_DTYPES, Checkpoint, convert, write_safetensors
 from slmcore.models import family_for
+from slmcore.models.llama import checkpoint_names
+from slmcore.models.llama import weight_shapes as canonical_shapes
 
 GROUP_SIZES = QUANT_GROUP_SIZES
 
@@ -149,8 +151,13 @@ def _check_int4(t: Int4Tensor, where: str) -> None:
             raise InvalidArgumentError(f"{where}: {part} must be {np.dtype(dtype)} {shape}, got {got}")
 
 
-def _as_matrix(w: np.ndarray, name: str) -> np.ndarray:
-    if not isinstance(w, np.ndarray) or w.ndim != 2 or not np.issubdtype(w.dtype, np.floating):
+def _as_matrix(w: np.ndarray, name: str, dtype: str | None = None) -> np.ndarray:
+    if dtype is not None and dtype not in WEIGHT_DTYPES:
+        raise InvalidArgumentError(f"{name}: dtype {dtype!r} is not one of {', '.join(WEIGHT_DTYPES)}")
+    floating = isinstance(w, np.ndarray) and (
+        w.dtype == np.uint16 if dtype == "bfloat16" else np.issubdtype(w.dtype, np.floating)
+    )
+    if not floating or w.ndim != 2:
         got = f"{getattr(w, 'dtype', type(w).__name__)} {getattr(w, 'shape', '')}"
         raise InvalidArgumentError(f"{name}: expected a 2-D floating-point array [out, in], got {got}")
     if w.shape[0] < 1 or w.shape[1] < 1:
@@ -158,9 +165,13 @@ def _as_matrix(w: np.ndarray, name: str) -> np.ndarray:
     return w
 
 
-def _finite_block(w: np.ndarray, start: int, stop: int, name: str) -> np.ndarray:
-    """Rows [start, stop) of w as float32; InvalidArgumentError naming the tensor on NaN/Inf."""
-    block = np.asarray(w[start:stop], dtype=np.float32)
+def _finite_block(w: np.ndarray, start: int, stop: int, name: str, dtype: str | None = None) -> np.ndarray:
+    """Rows [start, stop) of w (stored as dtype; None: w's own values) as float32; InvalidArgumentError
+    naming the tensor on NaN/Inf."""
+    if dtype is None:
+        block = np.asarray(w[start:stop], dtype=np.float32)
+    else:
+        block = convert(np.ascontiguousarray(w[start:stop]), dtype, "float32")
     if not np.isfinite(block).all():
         row, col = np.argwhere(~np.isfinite(block))[0]
         raise InvalidArgumentError(
@@ -177,10 +188,19 @@ def _rows_per_block(width: int) -> int:
 
 
 def quantize_int4(
-    w: np.ndarray, group_size: int = 128, sym: bool = True, search: bool = True, *, name: str = "weight"
+    w: np.ndarray,
+    group_size: int = 128,
+    sym: bool = True,
+    search: bool = True,
+    *,
+    name: str = "weight",
+    dtype: str | None = None,
 ) -> Int4Tensor:
-    """Quantize a float weight [out, in] to slmcore's int4 format, block of rows by block of rows."""
-    w = _as_matrix(w, name)
+    """Quantize a float weight [out, in] to slmcore's int4 format, block of rows by block of rows.
+
+    dtype names how w is stored when its numpy type does not say it ("bfloat16": uint16 bits).
+    """
+    w = _as_matrix(w, name, dtype)
     if isinstance(group_size, bool) or group_size not in GROUP_SIZES:
         raise InvalidArgumentError(f"group_size={group_size!r} is not supported; choose one of {GROUP_SIZES}")
     if not isinstance(sym, bool) or not isinstance(search, bool):
@@ -196,7 +216,7 @@ def quantize_int4(
 
     step = _rows_per_block(in_padded)
     for start in range(0, out_features, step):
-        block = _finite_block(w, start, start + step, name)
+        block = _finite_block(w, start, start + step, name, dtype)
         rows = block.shape[0]
         x = np.zeros((rows, in_padded), dtype=np.float32)
         x[:, :in_features] = block
@@ -373,14 +393,14 @@ def dequantize_int4(t: Int4Tensor) -> np.ndarray:
 # --- int8 rows ----------------------------------------------------------------------------------
 
 
-def quantize_int8_rows(w: np.ndarray, *, name: str = "weight") -> Int8Rows:
+def quantize_int8_rows(w: np.ndarray, *, name: str = "weight", dtype: str | None = None) -> Int8Rows:
     """Per-row int8: s = fp16(absmax / 127) (float32 division), q = clamp(round(w / s), -127, 127); q = 0 where s = 0."""
-    w = _as_matrix(w, name)
+    w = _as_matrix(w, name, dtype)
     qweight = np.empty(w.shape, dtype=np.int8)
     scales = np.empty(w.shape[0], dtype=np.float16)
     step = _rows_per_block(w.shape[1])
     for start in range(0, w.shape[0], step):
-        block = _finite_block(w, start, start + step, name)
+        block = _finite_block(w, start, start + step, name, dtype)
         base = np.abs(block).max(axis=1) / np.float32(127)
         with np.errstate(over="ignore"):
             s = base.astype(np.float16)
@@ -472,6 +492,7 @@ def save_quantized(
     config: dict,
     tensors: Mapping[str, QuantizedValue],
     quantization_config: QuantizationConfig | dict | None = None,
+    extra_files: Sequence[Path] = (),
 ) -> Path:
     """Write a quantized checkpoint: model.safetensors + config.json with its quantization_config.
 
@@ -480,7 +501,7 @@ def save_quantized(
     they are (dtype float32 | float16 | bfloat16, bfloat16 as uint16 bits). quantization_config's
     lists are derived from the values; when one is given, its bits, group_size and sym (and any
     lists it has) must agree with them. The checkpoint is read back with load_quantized before it
-    appears under out_dir.
+    appears under out_dir. extra_files (tokenizer files and the like) are copied next to it.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
@@ -499,6 +520,8 @@ def save_quantized(
         staging.chmod(0o755)
         write_safetensors(staging / "model.safetensors", entries, metadata={"format": "pt"})
         (staging / "config.json").write_text(json.dumps(full_config, indent=2, ensure_ascii=False) + "\n", "utf-8")
+        for extra in extra_files:
+            shutil.copyfile(extra, staging / Path(extra).name)
         with Checkpoint.open(staging) as checkpoint:
             load_quantized(checkpoint, model_config)
         if out_dir.exists():
@@ -569,10 +592,12 @@ def _check_agrees(given: QuantizationConfig | dict, derived: QuantizationConfig)
             )
 
 
-def load_quantized(checkpoint: Checkpoint, config: ModelConfig) -> dict[str, QuantizedValue]:
+def load_quantized(checkpoint: Checkpoint, config: ModelConfig, *, canonical: bool = False) -> dict[str, QuantizedValue]:
     """Every weight of an slmcore-quantized checkpoint, checked against config.json: name -> value.
 
-    Names are the unquantized checkpoint's ('model.layers.0.self_attn.q_proj.weight'); values are
+    Names are Llama's checkpoint names of the engine's canonical weights, whatever the family
+    ('model.layers.0.self_attn.q_proj.weight'), or with canonical=True the canonical names
+    themselves ('layers.0.self_attn.q_proj'); values are
     Int4Tensor / Int8Rows of zero-copy views, or (view, dtype) for norms, biases and unquantized
     matrices. A tied lm_head is not returned. Every dtype, shape and scale is checked (the file is
     untrusted): ModelFormatError naming the tensor on any mismatch, ConfigError when config.json
@@ -581,27 +606,28 @@ def load_quantized(checkpoint: Checkpoint, config: ModelConfig) -> dict[str, Qua
     qc = config.quantization
     if qc is None:
         raise ConfigError(f"{checkpoint.model_dir}: config.json has no quantization_config; not a quantized checkpoint")
-    family = family_for(config)
+    family_for(config)  # ConfigError for an unsupported model_type
     unquantized, int8 = set(qc.unquantized), set(qc.int8)
     stems_seen: set[str] = set()
     weights: dict[str, QuantizedValue] = {}
-    for canonical, shape in family.weight_shapes(config).items():
-        if canonical == "lm_head" and config.tie_word_embeddings:
+    for canonical_name, shape in canonical_shapes(config).items():
+        if canonical_name == "lm_head" and config.tie_word_embeddings:
             continue
-        name = _find_stored(checkpoint, family.checkpoint_names(canonical))
+        name = _find_stored(checkpoint, checkpoint_names(canonical_name))
+        key = canonical_name if canonical else name
         if len(shape) == 1:
-            weights[name] = _load_float(checkpoint, name, shape)
+            weights[key] = _load_float(checkpoint, name, shape)
             continue
         stem = _stem(name)
         stems_seen.add(stem)
         if stem in int8:
-            weights[name] = _load_int8(checkpoint, stem, shape)
+            weights[key] = _load_int8(checkpoint, stem, shape)
         elif stem in unquantized:
             if f"{stem}.qweight" in checkpoint.quantized or f"{stem}.qweight" in checkpoint.tensors:
                 raise ModelFormatError(f"{checkpoint.model_dir}: {stem!r} is listed as unquantized but has a .qweight")
-            weights[name] = _load_float(checkpoint, name, shape)
+            weights[key] = _load_float(checkpoint, name, shape)
         else:
-            weights[name] = _load_int4(checkpoint, stem, shape, qc)
+            weights[key] = _load_int4(checkpoint, stem, shape, qc)
     unknown = sorted((unquantized | int8) - stems_seen)
     if unknown:
         raise ModelFormatError(
@@ -687,6 +713,97 @@ def _load_int8(checkpoint: Checkpoint, stem: str, shape: tuple[int, ...]) -> Int
     return Int8Rows(qweight, _finite_scales(checkpoint, f"{stem}.scales", scales))
 
 
+# --- whole models: canonical engine weights <-> engine entries ------------------------------------
+
+# Matrices kept as int8 rows when a model is quantized at load: the embedding (read one row per
+# token) and the lm_head (vocab x hidden, often tied to it).
+INT8_MATRICES = ("embed_tokens", "lm_head")
+# Matrices kept as they are: learned positions are read one row per token, like the embedding.
+KEPT_MATRICES = ("position_embeddings",)
+
+EngineWeights = dict  # canonical name -> engine entry (see engine_entry)
+
+
+def engine_entry(value: QuantizedValue) -> tuple:
+    """What _core.Engine takes for one weight: (array, dtype) as it is; ("int4", packed, rows, cols,
+    group_size, sym) with the canonical format repacked for the CPU kernels; ("int8", q, scales)."""
+    from slmcore import _core
+
+    if isinstance(value, Int4Tensor):
+        packed = _core.kernels.int4_pack(
+            "auto", value.qweight, value.scales, value.mins, value.group_size, value.in_features
+        )
+        return ("int4", packed, value.out_features, value.in_features, value.group_size, value.sym)
+    if isinstance(value, Int8Rows):
+        return ("int8", np.ascontiguousarray(value.qweight), np.ascontiguousarray(value.scales))
+    return value
+
+
+def canonical_value(entry: tuple) -> QuantizedValue:
+    """The inverse of engine_entry (packed int4 back to the canonical format)."""
+    from slmcore import _core
+
+    kind = entry[0] if isinstance(entry[0], str) else None
+    if kind == "int4":
+        _, packed, rows, cols, group_size, sym = entry
+        qweight, scales, mins = _core.kernels.int4_unpack(packed, rows, cols, group_size, sym)
+        return Int4Tensor(qweight, scales, mins, group_size, cols, sym)
+    if kind == "int8":
+        return Int8Rows(entry[1], entry[2])
+    return entry
+
+
+def quantize_engine_weights(
+    weights: dict[str, tuple[np.ndarray, str]],
+    group_size: int = 128,
+    sym: bool = True,
+    search: bool = False,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> EngineWeights:
+    """A family's canonical weights (name -> (array, dtype)) -> engine entries with every layer
+    matrix in int4 and the embedding / lm_head as int8 rows; norms, biases and learned positions
+    stay. One tensor at a time: each source is released (popped from `weights`) as soon as it is
+    quantized and packed, so at most one float32 copy of one tensor exists besides the result."""
+    if isinstance(group_size, bool) or group_size not in GROUP_SIZES:
+        raise InvalidArgumentError(f"group_size={group_size!r} is not supported; choose one of {GROUP_SIZES}")
+    # Tied weights (lm_head = embed_tokens) are one array under two names: quantize it once. Found
+    # while every array is alive (ids of freed arrays are reused).
+    first_name: dict[int, str] = {}
+    alias = {name: first_name.setdefault(id(array), name) for name, (array, _) in weights.items()}
+    out: EngineWeights = {}
+    names = list(weights)
+    for name in progress(names) if progress else names:
+        array, dtype = weights.pop(name)
+        if alias[name] != name:
+            out[name] = out[alias[name]]
+            continue
+        if array.ndim != 2 or name in KEPT_MATRICES:
+            entry = (array, dtype)
+        elif name in INT8_MATRICES:
+            entry = engine_entry(quantize_int8_rows(array, name=name, dtype=dtype))
+        else:
+            entry = engine_entry(quantize_int4(array, group_size, sym=sym, search=search, name=name, dtype=dtype))
+        out[name] = entry
+    return out
+
+
+def quantized_checkpoint_tensors(entries: EngineWeights, tied: bool) -> dict[str, QuantizedValue]:
+    """Engine entries -> save_quantized's tensors under checkpoint names (a tied lm_head is left out)."""
+    tensors: dict[str, QuantizedValue] = {}
+    for name, entry in entries.items():
+        if name == "lm_head" and tied:
+            continue
+        tensors[checkpoint_names(name)[0]] = canonical_value(entry)
+    return tensors
+
+
+def entry_nbytes(entry: tuple) -> int:
+    """Bytes of one engine entry's data."""
+    if isinstance(entry[0], str):
+        return sum(a.nbytes for a in entry[1:] if isinstance(a, np.ndarray))
+    return entry[0].nbytes
+
+
 __all__ = [
     "GROUP_SIZES",
     "Int4Tensor",
@@ -701,4 +818,5 @@ __all__ = [
     "quantized_names",
     "save_quantized",
     "load_quantized",
+    "quantize_engine_weights",
 ]

@@ -10,6 +10,7 @@
 #include "bindings/bindings.h"
 #include "runtime/engine.h"
 #include "runtime/error.h"
+#include "slm/kernels/quant.h"
 
 namespace py = pybind11;
 
@@ -59,11 +60,67 @@ class WeightReader {
     return arr;
   }
 
+  // A matrix entry: (array, dtype) used as stored; ("int4", packed, rows, cols, group_size, sym)
+  // with packed = kernels.int4_pack(...) of the canonical format; or ("int8", q [rows, cols] int8,
+  // scales [rows] float16).
   Matrix matrix(const std::string& name) {
+    if (!has(name)) throw ModelFormatError("missing weight " + name);
+    py::tuple t = weights_[py::str(name)].cast<py::tuple>();
+    if (t.size() > 0 && py::isinstance<py::str>(t[0])) {
+      const std::string format = t[0].cast<std::string>();
+      if (format == "int4") return int4(name, t);
+      if (format == "int8") return int8_rows(name, t);
+      if (t.size() != 2) throw InvalidArgumentError("weight " + name + ": unknown format '" + format + "'");
+    }
     DType dtype;
     py::array arr = entry(name, &dtype);
     if (arr.ndim() != 2) throw ModelFormatError("weight " + name + " must be 2-D");
     return Matrix{arr.data(), dtype, static_cast<int64_t>(arr.shape(0)), static_cast<int64_t>(arr.shape(1))};
+  }
+
+  Matrix int4(const std::string& name, const py::tuple& t) {
+    if (t.size() != 6) throw InvalidArgumentError("weight " + name + ": int4 entries are (\"int4\", packed, rows, cols, group_size, sym)");
+    py::array packed = t[1].cast<py::array>();
+    Matrix m;
+    m.format = WeightFormat::Int4;
+    m.rows = t[2].cast<int64_t>();
+    m.cols = t[3].cast<int64_t>();
+    m.group_size = t[4].cast<int64_t>();
+    m.sym = t[5].cast<bool>();
+    if (m.group_size != 32 && m.group_size != 64 && m.group_size != 128) {
+      throw ModelFormatError("weight " + name + ": int4 group size must be 32, 64 or 128");
+    }
+    if (m.rows <= 0 || m.cols <= 0) throw ModelFormatError("weight " + name + ": int4 shape must be positive");
+    const int64_t want = kernels::int4_packed_size(m.rows, m.cols, m.group_size, m.sym);
+    if (packed.dtype().kind() != 'u' || packed.itemsize() != 1 || packed.ndim() != 1 || packed.shape(0) != want ||
+        !(packed.flags() & py::array::c_style)) {
+      throw ModelFormatError("weight " + name + ": packed int4 must be a contiguous uint8 array of " + std::to_string(want) +
+                             " bytes");
+    }
+    keep_.push_back(packed);
+    m.data = packed.data();
+    return m;
+  }
+
+  Matrix int8_rows(const std::string& name, const py::tuple& t) {
+    if (t.size() != 3) throw InvalidArgumentError("weight " + name + ": int8 entries are (\"int8\", q, scales)");
+    py::array q = t[1].cast<py::array>(), scales = t[2].cast<py::array>();
+    if (q.dtype().kind() != 'i' || q.itemsize() != 1 || q.ndim() != 2 || !(q.flags() & py::array::c_style)) {
+      throw ModelFormatError("weight " + name + ": int8 rows must be a contiguous 2-D int8 array");
+    }
+    if (scales.dtype().kind() != 'f' || scales.itemsize() != 2 || scales.ndim() != 1 || scales.shape(0) != q.shape(0) ||
+        !(scales.flags() & py::array::c_style)) {
+      throw ModelFormatError("weight " + name + ": int8 row scales must be a contiguous float16 array of one value per row");
+    }
+    keep_.push_back(q);
+    keep_.push_back(scales);
+    Matrix m;
+    m.format = WeightFormat::Int8Rows;
+    m.data = q.data();
+    m.rows = q.shape(0);
+    m.cols = q.shape(1);
+    m.row_scales = static_cast<const uint16_t*>(scales.data());
+    return m;
   }
 
   // A float32 vector of `length` elements, or nullptr when absent and optional.

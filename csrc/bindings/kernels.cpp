@@ -532,9 +532,32 @@ int64_t int4_packed_size(const std::string& isa, int64_t n_out, int64_t in_featu
   return table(isa).int4_packed_size(n_out, in_features, group_size, sym);
 }
 
+py::tuple int4_unpack(const py::array& packed, int64_t n_out, int64_t in_features, int64_t group_size, bool sym) {
+  check_group_size(group_size, "int4_unpack");
+  if (n_out <= 0 || in_features <= 0) invalid("int4_unpack: n_out and in_features must be positive");
+  const int64_t want = kernels::int4_packed_size(n_out, in_features, group_size, sym);
+  if (packed.dtype().kind() != 'u' || packed.itemsize() != 1 || packed.ndim() != 1 || packed.shape(0) != want ||
+      !(packed.flags() & py::array::c_style)) {
+    invalid("int4_unpack: packed must be a contiguous 1-D numpy uint8 array of " + std::to_string(want) + " bytes");
+  }
+  const int64_t ng = (in_features + group_size - 1) / group_size;
+  U8Array qweight({n_out, ng * group_size / 2});
+  py::array_t<uint16_t> scales({n_out, ng});
+  py::array_t<uint16_t> mins(sym ? std::vector<int64_t>{0} : std::vector<int64_t>{n_out, ng});
+  kernels::Int4UnpackArgs a{packed.data(), n_out, in_features, group_size, sym, qweight.mutable_data(),
+                            scales.mutable_data(), sym ? nullptr : mins.mutable_data()};
+  {
+    py::gil_scoped_release release;
+    kernels::int4_unpack(a);
+  }
+  py::object m = sym ? py::object(py::none()) : py::object(mins.view("float16"));
+  return py::make_tuple(qweight, scales.view("float16"), m);
+}
+
 py::array int4_matmul(const std::string& isa, const py::object& x_obj, const py::array& packed, int64_t n_out,
                       int64_t in_features, int64_t group_size, bool sym, const std::optional<py::object>& bias_obj,
-                      const std::optional<py::object>& y_obj, int64_t row_begin, int64_t row_end) {
+                      const std::optional<py::object>& y_obj, int64_t row_begin, int64_t row_end,
+                      std::optional<int64_t> in_padded) {
   const auto& k = table(isa);
   check_group_size(group_size, "int4_matmul");
   const F32Array x = f32(x_obj, 2, "int4_matmul x [n_tokens, in_features]");
@@ -556,7 +579,12 @@ py::array int4_matmul(const std::string& isa, const py::object& x_obj, const py:
   const float* bias = bias_of(bias_obj, n_out, bias_keep, "int4_matmul");
   bool accumulate = false;
   F32Array y = output(y_obj, x.shape(0), n_out, "int4_matmul", accumulate);
-  const QuantBuffers q = quantize(k, x, round_up(std::max<int64_t>(in_features, 1), group_size));
+  const int64_t padded_min = round_up(std::max<int64_t>(in_features, 1), group_size);
+  const int64_t padded = in_padded ? *in_padded : padded_min;
+  if (padded < padded_min || padded % kernels::kQuantBlock != 0) {
+    invalid("int4_matmul: in_padded must be a multiple of 32 and at least " + std::to_string(padded_min));
+  }
+  const QuantBuffers q = quantize(k, x, padded);
   kernels::Int4MatmulArgs a{};
   a.x = q.view();
   a.w = packed.data();
@@ -765,9 +793,11 @@ void bind_kernels(py::module_& m) {
          py::arg("group_size") = 128, py::arg("in_features") = py::none(),
          "Canonical int4 (qweight uint8 [n_out, in_padded/2], scales/mins float16 [n_out, n_groups]) -> packed uint8 "
          "[int4_packed_size]. in_features defaults to in_padded.");
+  km.def("int4_unpack", &int4_unpack, py::arg("packed"), py::arg("n_out"), py::arg("in_features"), py::arg("group_size"),
+         py::arg("sym"), "Packed -> canonical int4: (qweight uint8 [n_out, in_padded/2], scales float16, mins float16 or None).");
   km.def("int4_matmul", &int4_matmul, py::arg("isa"), py::arg("x"), py::arg("packed"), py::arg("n_out"),
          py::arg("in_features"), py::arg("group_size"), py::arg("sym"), py::arg("bias") = py::none(),
-         py::arg("y") = py::none(), py::arg("row_begin") = 0, py::arg("row_end") = -1,
+         py::arg("y") = py::none(), py::arg("row_begin") = 0, py::arg("row_end") = -1, py::arg("in_padded") = py::none(),
          "x float32 [T, in] is quantized (quantize_activations, in_padded = round_up(in, group_size)); returns "
          "y0 + x . W^T + bias over rows [row_begin, row_end), W the packed int4 matrix.");
   km.def("bench_int4", &bench_int4, py::arg("isa"), py::arg("packed"), py::arg("n_out"), py::arg("in_features"),

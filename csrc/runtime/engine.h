@@ -13,12 +13,24 @@ namespace slm {
 
 using kernels::DType;
 
-// A weight matrix W[rows, cols], row-major, rows contiguous.
+// How a weight matrix is stored.
+//   Dense:   data = W[rows, cols] in dtype, row-major, rows contiguous (used as stored).
+//   Int4:    data = the packed tile layout of slm/kernels/quant.h (int4_pack of the canonical
+//            format), group_size and sym as packed; activations are quantized to int8 per call.
+//   Int8Rows: data = int8 [rows, cols], row_scales = fp16 [rows]: w = row_scales[r] * data[r, c].
+enum class WeightFormat { Dense, Int4, Int8Rows };
+
 struct Matrix {
   const void* data = nullptr;
-  DType dtype = DType::F32;
+  DType dtype = DType::F32;  // Dense only
   int64_t rows = 0;
   int64_t cols = 0;
+  WeightFormat format = WeightFormat::Dense;
+  int64_t group_size = 0;               // Int4
+  bool sym = true;                      // Int4
+  const uint16_t* row_scales = nullptr;  // Int8Rows
+
+  bool quantized() const { return format != WeightFormat::Dense; }
 };
 
 struct LayerWeights {

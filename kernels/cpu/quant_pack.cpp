@@ -68,4 +68,36 @@ void int4_pack(const Int4PackArgs& a) {
   }
 }
 
+void int4_unpack(const Int4UnpackArgs& a) {
+  const int64_t ng = n_groups_of(a.in_features, a.group_size);
+  const int64_t bpg = a.group_size / kQuantBlock;
+  const int64_t per_record = a.sym ? 2 : 1;
+  const int64_t record_bytes = kHeaderBytes + per_record * bpg * kBlockBytes;
+  const int64_t tile_bytes = int4_tile_bytes(a.in_features, a.group_size, a.sym);
+  const int64_t row_bytes = ng * a.group_size / 2;
+  for (int64_t o = 0; o < a.n_out; ++o) {
+    const int64_t r = o % kInt4RowTile;
+    const auto* tile = static_cast<const uint8_t*>(a.packed) + (o / kInt4RowTile) * tile_bytes;
+    uint8_t* row = a.qweight + o * row_bytes;
+    for (int64_t g = 0; g < ng; ++g) {
+      const uint8_t* rec = tile + (g / per_record) * record_bytes;
+      const int64_t slot = g % per_record;
+      std::memcpy(a.scales + o * ng + g, rec + slot * kScaleBytes + r * 2, 2);
+      if (!a.sym) std::memcpy(a.mins + o * ng + g, rec + kScaleBytes + r * 2, 2);
+      const uint8_t* blocks = rec + kHeaderBytes + slot * bpg * kBlockBytes;
+      for (int64_t bi = 0; bi < bpg; ++bi) {
+        const int64_t b = g * bpg + bi;
+        for (int64_t c = 0; c < 4; ++c) {
+          const uint8_t* q = blocks + bi * kBlockBytes + c * kChunk + r * 4;
+          uint8_t* p = row + b * 16 + c * 4;  // undoes int4_pack's shuffle
+          p[0] = static_cast<uint8_t>((q[0] & 0x0F) | ((q[1] & 0x0F) << 4));
+          p[1] = static_cast<uint8_t>((q[2] & 0x0F) | ((q[3] & 0x0F) << 4));
+          p[2] = static_cast<uint8_t>((q[0] >> 4) | (q[1] & 0xF0));
+          p[3] = static_cast<uint8_t>((q[2] >> 4) | (q[3] & 0xF0));
+        }
+      }
+    }
+  }
+}
+
 }  // namespace slm::kernels

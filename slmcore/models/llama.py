@@ -67,6 +67,8 @@ def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
         shapes["norm.bias"] = (hidden,)
     if config.lm_head_bias:
         shapes["lm_head.bias"] = (config.vocab_size,)
+    if config.learned_positions:  # GPT-2
+        shapes["position_embeddings"] = (config.max_position_embeddings, hidden)
     return shapes
 
 
@@ -155,7 +157,10 @@ def _find(checkpoint: Checkpoint, canonical: str, layer_names: dict[str, str], r
 
 
 def weight_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Canonical name -> shape of every weight the config calls for (lm_head included, even when tied)."""
+    """Canonical name -> shape of every weight the config calls for (lm_head included, even when tied).
+
+    Every family hands the engine these canonical weights, so this describes all of them (it is
+    what slmcore-quantized checkpoints store, under checkpoint_names(canonical)[0])."""
     return _expected_shapes(config)
 
 

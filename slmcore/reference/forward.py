@@ -12,6 +12,7 @@ import numpy as np
 
 from slmcore.config import ModelConfig
 from slmcore.errors import InvalidArgumentError, InvalidTokenError
+from slmcore.reference import quant as reference_quant
 from slmcore.reference.kernels import attention, matmul, rmsnorm, rope, swiglu, widen
 from slmcore.rope import rope_tables, rotary_style
 
@@ -44,12 +45,9 @@ def forward(config: ModelConfig, weights: dict[str, tuple[np.ndarray, str]], tok
         return widen(*weights[name])
 
     def linear(x: np.ndarray, name: str, has_bias: bool) -> np.ndarray:
-        w, dtype = weights[name]
-        return matmul(x, w, dtype, vector(f"{name}.bias") if has_bias else None)
+        return project(x, weights[name], vector(f"{name}.bias") if has_bias else None)
 
-    # Embedding: one row per token, widened from the stored dtype.
-    embed, embed_dtype = weights["embed_tokens"]
-    x = widen(embed[token_ids], embed_dtype)  # [T, hidden]
+    x = embedding_rows(weights["embed_tokens"], token_ids)  # [T, hidden]
 
     # Rotary tables for positions 0..T-1, broadcast over heads: [T, 1, head_dim/2].
     cos, sin = rope_tables(config.rope, head_dim, n_tokens)
@@ -82,5 +80,28 @@ def forward(config: ModelConfig, weights: dict[str, tuple[np.ndarray, str]], tok
         x = x + linear(swiglu(gate, up), f"{p}.mlp.down_proj", config.mlp_bias)
 
     x = rmsnorm(x, vector("norm"), eps)
-    lm_head, lm_head_dtype = weights["lm_head"]
-    return matmul(x, lm_head, lm_head_dtype)
+    return project(x, weights["lm_head"], None)
+
+
+# Quantized weights (slmcore.quant's Int4Tensor and Int8Rows, read only as arrays) run through the
+# integer kernels of slmcore.reference.quant, activations quantized to int8 exactly as the engine does.
+
+
+def project(x: np.ndarray, weight, bias: np.ndarray | None) -> np.ndarray:
+    """x [T, in] @ W^T (+ bias) for W = (array, dtype), int4 (qweight/scales/mins/group_size) or int8 rows."""
+    if isinstance(weight, tuple) and len(weight) == 2 and isinstance(weight[1], str):
+        return matmul(x, weight[0], weight[1], bias)
+    x32 = np.asarray(x, dtype=np.float32)  # the engine quantizes float32 activations
+    if hasattr(weight, "group_size"):
+        return reference_quant.int4_matmul(x32, weight.qweight, weight.scales, weight.mins, weight.group_size, bias)
+    q, scales = weight
+    return reference_quant.int8_matmul(x32, q, scales, bias)
+
+
+def embedding_rows(weight, token_ids: np.ndarray) -> np.ndarray:
+    """The embedding's rows for token_ids, float64: widened from its dtype, or scale * int8 row."""
+    if isinstance(weight, tuple) and len(weight) == 2 and isinstance(weight[1], str):
+        return widen(weight[0][token_ids], weight[1])
+    q, scales = weight
+    rows = np.asarray(scales, np.float16)[token_ids].astype(np.float32)[:, None] * q[token_ids].astype(np.float32)
+    return rows.astype(np.float64)  # the engine multiplies in float32

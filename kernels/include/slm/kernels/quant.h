@@ -80,6 +80,21 @@ int64_t int4_packed_size(int64_t n_out, int64_t in_features, int64_t group_size,
 // Canonical -> packed (compiled without ISA flags; every ISA's table points here).
 void int4_pack(const Int4PackArgs& args);
 
+// Packed -> canonical (the inverse of int4_pack; for writing a quantized checkpoint from a loaded
+// model). Writes qweight [n_out, in_padded / 2], scales and (asymmetric) mins [n_out, n_groups],
+// rows contiguous; padding columns come back as the nibbles that were packed.
+struct Int4UnpackArgs {
+  const void* packed;
+  int64_t n_out;
+  int64_t in_features;
+  int64_t group_size;
+  bool sym;
+  uint8_t* qweight;
+  uint16_t* scales;
+  uint16_t* mins;            // ignored when sym
+};
+void int4_unpack(const Int4UnpackArgs& args);
+
 using Int4PackedSizeFn = int64_t (*)(int64_t n_out, int64_t in_features, int64_t group_size, bool sym);
 using Int4PackFn = void (*)(const Int4PackArgs& args);
 
