@@ -27,22 +27,34 @@ SHAPE = dict(
 )
 
 
+# TinyLlama-1.1B's shape (22 layers, hidden 2048, 32 heads / 4 KV heads, intermediate 5632,
+# vocabulary 32000, untied lm_head): the issue's "1.1B" benchmark model.
+SHAPES = {
+    "135m": SHAPE,
+    "1.1b": dict(
+        hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
+        num_key_value_heads=4, vocab_size=32000, max_position_embeddings=2048, rms_norm_eps=1e-5,
+        rope_theta=10000.0, tie_word_embeddings=False,
+    ),
+}  # fmt: skip
+
+
 def cache_dir() -> Path:
     d = Path(os.environ.get("SLM_BENCH_DIR", Path.home() / ".cache" / "slmcore-bench"))
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
-def hf_checkpoint(dtype: str) -> Path:
+def hf_checkpoint(dtype: str, size: str = "135m") -> Path:
     """A random-weight Llama checkpoint saved by transformers in `dtype` (float32 | bfloat16)."""
-    out = cache_dir() / f"llama-135m-{dtype}"
+    out = cache_dir() / f"llama-{size}-{dtype}"
     if (out / "config.json").exists():
         return out
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(**SHAPE))
+    model = LlamaForCausalLM(LlamaConfig(**SHAPES[size]))
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.05)
@@ -56,10 +68,11 @@ def weight_bytes_per_token(model_dir: Path) -> int:
     from slmcore.loader import Checkpoint
 
     ckpt = Checkpoint.open(model_dir)
+    tied = "lm_head.weight" not in ckpt.tensors
     total = 0
     for name, info in ckpt.tensors.items():
         if name == "model.embed_tokens.weight":
-            total += info.nbytes  # read in full as the tied lm_head
+            total += info.nbytes if tied else 0  # read in full as the tied lm_head
             total += info.nbytes // info.shape[0]  # the embedding row
         else:
             total += info.nbytes
@@ -120,6 +133,8 @@ def gguf_file(model_dir: Path, gguf_type: str) -> Path:
         w.add_tensor(name, a.astype(np.float32 if is_norm else np_type))
 
     add("token_embd.weight", state["model.embed_tokens.weight"])
+    if "lm_head.weight" in state:
+        add("output.weight", state["lm_head.weight"])
     add("output_norm.weight", state["model.norm.weight"], is_norm=True)
     for i in range(cfg["num_hidden_layers"]):
         for hf, gg in names.items():
@@ -133,4 +148,23 @@ def gguf_file(model_dir: Path, gguf_type: str) -> Path:
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+    return out
+
+
+def quantized_gguf(f16: Path, pure: bool) -> Path:
+    """llama.cpp's Q4_0 of an F16 GGUF: its default mix (embedding and output kept at higher
+    precision) or Q4_0 everywhere (pure), made by llama_cpp.llama_model_quantize."""
+    import llama_cpp
+
+    out = f16.with_name(f16.stem.replace("-f16", "") + ("-q4_0-pure.gguf" if pure else "-q4_0.gguf"))
+    if out.exists():
+        return out
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0
+    params.pure = pure
+    params.nthread = os.cpu_count() or 1
+    tmp = out.with_suffix(".partial")
+    if llama_cpp.llama_model_quantize(str(f16).encode(), str(tmp).encode(), params) != 0:
+        raise RuntimeError(f"llama_model_quantize failed for {f16}")
+    tmp.rename(out)
     return out

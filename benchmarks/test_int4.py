@@ -1,0 +1,117 @@
+"""int4 decode and prefill: slmcore against llama.cpp Q4_0 on the same random weights.
+
+    pip install ".[bench]"
+    pytest benchmarks/test_bandwidth.py benchmarks/test_int4.py -p no:randomly --benchmark-columns=median,rounds
+
+Models: the SmolLM2-135M shape ("135m") and TinyLlama-1.1B's ("1.1b"), random bfloat16 weights
+(benchmarks/models.py). slmcore quantizes them at load (quant="int4": symmetric, int8-row
+embedding and lm_head) with the default group size 128 and with 32; llama.cpp runs the F16 GGUF
+of the same weights quantized to Q4_0, its default mix and `pure`. Decode: 64 tokens after an
+8-token prompt; prefill: one 512-token prompt. Nothing else may run meanwhile; the load average
+is recorded with each result. GB/s counts every weight byte a decode step reads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import slmcore
+from conftest import RESULTS, loadavg
+from models import gguf_file, hf_checkpoint, quantized_gguf
+
+DECODE_TOKENS = 64
+PREFILL_TOKENS = 512
+SLM = ["int4-g128", "int4-g32"]
+LLAMA_CPP = ["q4_0", "q4_0-pure"]
+
+_models: dict = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def close_models():
+    yield
+    for model in _models.values():
+        model.close()
+    _models.clear()
+
+
+def _load(size: str, variant: str, threads: int):
+    key = (size, variant, threads)
+    if key in _models:
+        return _models[key]
+    for (s, v, _), model in list(_models.items()):  # keep one thread count of a model in memory
+        if (s, v) == (size, variant):
+            model.close()
+            del _models[(s, v, _)]
+    if variant.startswith("int4"):
+        group = int(variant.split("-g")[1])
+        _models[key] = slmcore.LLM(hf_checkpoint("bfloat16", size), quant="int4", group_size=group, threads=threads,
+                                   max_seq_len=1024)
+    else:
+        llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is in the bench extra")
+        path = quantized_gguf(gguf_file(hf_checkpoint("bfloat16", size), "F16"), pure=variant.endswith("pure"))
+        _models[key] = llama_cpp.Llama(
+            model_path=str(path), n_ctx=1024, n_batch=PREFILL_TOKENS, n_ubatch=PREFILL_TOKENS, n_threads=threads,
+            n_threads_batch=threads, flash_attn=True, verbose=False,
+        )
+    return _models[key]
+
+
+def _gguf_bytes_per_token(path) -> int:
+    """llama.cpp's weight bytes per decode step: every tensor once, the embedding as one row."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(path))
+    total = 0
+    for t in reader.tensors:
+        n = int(t.n_bytes)
+        total += n // int(t.shape[-1]) if t.name == "token_embd.weight" else n
+    if not any(t.name == "output.weight" for t in reader.tensors):  # tied: the embedding is read in full
+        total += sum(int(t.n_bytes) for t in reader.tensors if t.name == "token_embd.weight")
+    return total
+
+
+def prompt(n: int) -> list[int]:
+    return np.random.default_rng(n).integers(300, 32000, size=n).tolist()
+
+
+@pytest.mark.parametrize("variant", SLM + LLAMA_CPP)
+@pytest.mark.parametrize("phase", ["decode", "prefill"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("size", ["135m", "1.1b"])
+def test_int4_throughput(benchmark, size, threads, phase, variant):
+    model = _load(size, variant, threads)
+    ids = prompt(8 + DECODE_TOKENS) if phase == "decode" else prompt(PREFILL_TOKENS)
+    if variant in SLM:
+        core = model._engine
+        reset, evaluate = core.reset, lambda tokens: core.forward(tokens, "last")
+        bytes_per_token = model._weight_bytes_per_token()
+    else:
+        reset, evaluate = model.reset, model.eval
+        bytes_per_token = _gguf_bytes_per_token(model.model_path)
+
+    def setup():
+        reset()
+        if phase == "decode":
+            evaluate(ids[:8])
+
+    def run():
+        if phase == "decode":
+            for t in ids[8:]:
+                evaluate([t])
+        else:
+            evaluate(ids)
+
+    load_before = loadavg()
+    benchmark.pedantic(run, setup=setup, rounds=5 if phase == "decode" else 3, iterations=1, warmup_rounds=1)
+    n_tokens = DECODE_TOKENS if phase == "decode" else PREFILL_TOKENS
+    tokens_per_s = n_tokens / benchmark.stats.stats.median
+    gb_per_s = tokens_per_s * bytes_per_token / 1e9 if phase == "decode" else float("nan")
+    load = f"{load_before}->{loadavg()}"
+    benchmark.extra_info.update(tokens_per_s=tokens_per_s, gb_per_s=gb_per_s, bytes_per_token=bytes_per_token, load=load)
+    engine = "slmcore" if variant in SLM else "llama.cpp"
+    RESULTS.append(dict(
+        name=f"{size} {phase} {engine} {variant} t{threads}", key=(size, threads, phase, variant), engine=engine,
+        threads=threads, tokens_per_s=tokens_per_s, gb_per_s=gb_per_s, load=load,
+    ))
