@@ -348,7 +348,10 @@ class LLM:
     # -- incremental interface for the generation loop (internal) ----------------------------
 
     def _prefill(self, token_ids: Sequence[int]) -> np.ndarray:
-        """Start a fresh sequence with token_ids; return the logits of the last one [vocab]."""
+        """Start a fresh sequence with token_ids; return the logits of the last one [vocab].
+
+        Always from a reset engine, never by truncating to a prefix shared with the last request:
+        a recurrent graph (rwkv) cannot truncate to a middle position."""
         engine = self._live()
         ids = _token_array(token_ids)
         engine.reset()
