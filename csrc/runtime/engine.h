@@ -3,6 +3,7 @@
 // everything else is owned here.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -149,6 +150,15 @@ class Engine {
   virtual void set_threads(int n_threads) = 0;
   virtual int threads() const = 0;
 };
+
+// What every graph's forward() does first and around its passes. check_forward_input throws
+// InvalidArgumentError (no tokens), InvalidTokenError or ContextLengthError (n_past + n beyond
+// max_seq_len). forward_in_chunks calls run_chunk(tokens, len, mode, logits) on consecutive runs
+// of at most `chunk` tokens, asking for logits only where `mode` wants them.
+using ChunkFn = std::function<void(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits_out)>;
+void check_forward_input(const int32_t* tokens, int64_t n, const EngineConfig& config, int64_t n_past);
+void forward_in_chunks(const int32_t* tokens, int64_t n, int64_t chunk, LogitsMode mode, float* logits_out,
+                       int64_t vocab_size, const ChunkFn& run_chunk);
 
 // Builds the engine for a graph family ("llama" covers Llama, Mistral and Qwen2). Validates the
 // config and weight shapes (ConfigError / ModelFormatError) and allocates the KV cache.
