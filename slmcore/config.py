@@ -31,6 +31,7 @@ SUPPORTED_ARCHITECTURES: dict[str, str] = {
     "GemmaForCausalLM": "gemma",
     "Gemma2ForCausalLM": "gemma2",
     "FalconForCausalLM": "falcon",
+    "RwkvForCausalLM": "rwkv",
 }
 
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "longrope")
@@ -207,7 +208,7 @@ class ModelConfig:
     eos_token_ids: tuple[int, ...]
     raw: dict = field(compare=False, repr=False)
     # Variant switches of the decoder (defaults: Llama).
-    activation: str = "silu"  # "silu" (SwiGLU) | "gelu_tanh" (GeGLU, GPT-2) | "gelu_erf" (exact GELU, Falcon's plain MLP)
+    activation: str = "silu"  # "silu" (SwiGLU) | "gelu_tanh" (GeGLU, GPT-2) | "gelu_erf" (exact GELU, Falcon's plain MLP) | "relu_squared" (RWKV)
     qk_norm: bool = False  # RMSNorm of each q and k head before rope (Qwen3, Gemma 3)
     sandwich_norms: bool = False  # RMSNorm of attention and MLP outputs before the residual add (Gemma)
     norm_weight_offset: float = 0.0  # RMSNorm scales by (offset + w): Gemma stores w - 1
@@ -222,6 +223,9 @@ class ModelConfig:
     lm_head_bias: bool = False  # Phi-2's lm_head has a bias
     attn_softcap: float = 0.0  # Gemma 2: attention scores -> cap * tanh(scores / cap); 0 = none
     final_softcap: float = 0.0  # Gemma 2: logits -> cap * tanh(logits / cap); 0 = none
+    # RWKV-4 (no attention heads: num_attention_heads, num_key_value_heads and head_dim are 0).
+    attention_hidden_size: int | None = None  # width of the time mix's key / value / receptance
+    rescale_every: int = 0  # > 0: transformers halves the residual stream after every n-th block at inference
     # quantization_config of an slmcore-quantized checkpoint; None for unquantized ones.
     quantization: QuantizationConfig | None = None
 
@@ -312,6 +316,8 @@ def _parse(d: Any, source: str) -> ModelConfig:
         return replace(_parse_gpt2(f, architecture), quantization=quantization)
     if model_type == "falcon":
         return replace(_parse_falcon(f, architecture), quantization=quantization)
+    if model_type == "rwkv":
+        return replace(_parse_rwkv(f, architecture), quantization=quantization)
     defaults = _FAMILY_DEFAULTS[model_type]
 
     vocab_size = f.required_int("vocab_size")
@@ -590,6 +596,51 @@ def _parse_falcon(f: _Fields, architecture: str) -> ModelConfig:
         norm="layer",
         mlp="plain",
         parallel_residual=parallel,
+    )
+
+
+def _parse_rwkv(f: _Fields, architecture: str) -> ModelConfig:
+    """RWKV-4 (RwkvConfig names: hidden_size, num_hidden_layers, attention_hidden_size,
+    intermediate_size, layer_norm_epsilon, rescale_every, context_length): a recurrent model with
+    no attention heads, rope or KV cache. context_length stands in for max_position_embeddings
+    (RwkvConfig's attribute_map); slmcore bounds sequences by it like any other model."""
+    hidden_size = f.required_int("hidden_size")
+    num_layers = f.required_int("num_hidden_layers")
+    attention_hidden_size = f.get("attention_hidden_size")
+    attention_hidden_size = hidden_size if attention_hidden_size is None else f.integer("attention_hidden_size", attention_hidden_size)
+    inner = f.get("intermediate_size")
+    # RwkvConfig: rescale_every <= 0 disables the rescaling; absent means 6.
+    rescale_every = f.integer("rescale_every", f.get("rescale_every", 6), minimum=-(2**63))
+    bos_token_id, eos_token_ids = _special_ids(f, 0, 0)
+    return ModelConfig(
+        architecture=architecture,
+        model_type="rwkv",
+        vocab_size=f.required_int("vocab_size"),
+        hidden_size=hidden_size,
+        intermediate_size=4 * hidden_size if inner is None else f.integer("intermediate_size", inner),
+        num_hidden_layers=num_layers,
+        num_attention_heads=0,
+        num_key_value_heads=0,
+        head_dim=0,
+        rms_norm_eps=f.number("layer_norm_epsilon", f.get("layer_norm_epsilon", 1e-5)),
+        max_position_embeddings=f.integer("context_length", f.get("context_length", 1024)),
+        tie_word_embeddings=f.boolean("tie_word_embeddings", f.get("tie_word_embeddings", False)),
+        qkv_bias=False,
+        o_proj_bias=False,
+        mlp_bias=False,
+        hidden_act="relu_squared",
+        rope=RopeConfig(theta=10000.0, rope_type="default"),  # unused: no rotary embedding
+        layer_windows=(0,) * num_layers,
+        torch_dtype=_torch_dtype(f),
+        bos_token_id=bos_token_id,
+        eos_token_ids=eos_token_ids,
+        raw=f.d,
+        activation="relu_squared",
+        rotary_dim=0,
+        norm="layer",
+        mlp="plain",
+        attention_hidden_size=attention_hidden_size,
+        rescale_every=max(rescale_every, 0),
     )
 
 

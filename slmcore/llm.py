@@ -16,6 +16,7 @@ from slmcore import _core
 from slmcore.config import ModelConfig
 from slmcore.errors import (
     ClosedError,
+    ConfigError,
     DeviceUnavailableError,
     InvalidArgumentError,
     InvalidTokenError,
@@ -159,6 +160,46 @@ def _weight_bytes_per_token(weights: dict[str, tuple]) -> int:
     return total + entry_nbytes(embed) // max(rows, 1)
 
 
+def _attention_engine_config(cfg: ModelConfig, max_seq_len: int, kv_dtype: str, threads: int) -> dict[str, Any]:
+    """The config dict of the C++ attention graph ("llama"): sizes, rope tables, variant switches."""
+    rotary_dim = cfg.head_dim if cfg.rotary_dim is None else cfg.rotary_dim
+    # One rope table for full-attention layers and, when it differs (Gemma 3), one for sliding ones.
+    ropes = [cfg.rope] if cfg.rope_local is None else [cfg.rope, cfg.rope_local]
+    if rotary_dim == 0:  # learned positions instead (GPT-2)
+        tables = [(np.zeros((max_seq_len, 0), np.float32), np.zeros((max_seq_len, 0), np.float32))]
+    else:
+        tables = [rope_tables(rope, rotary_dim, max_seq_len) for rope in ropes]
+    layer_rope = [1 if cfg.rope_local is not None and window > 0 else 0 for window in cfg.layer_windows]
+    return {
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size,
+        "num_hidden_layers": cfg.num_hidden_layers,
+        "num_attention_heads": cfg.num_attention_heads,
+        "num_key_value_heads": cfg.num_key_value_heads,
+        "head_dim": cfg.head_dim,
+        "rotary_dim": rotary_dim,
+        "rope_style": "neox",
+        "rope_cos": [cos for cos, _ in tables],
+        "rope_sin": [sin for _, sin in tables],
+        "layer_rope": layer_rope,
+        "rms_norm_eps": cfg.rms_norm_eps,
+        "attention_scale": cfg.attention_scale if cfg.attention_scale is not None else cfg.head_dim**-0.5,
+        "embed_scale": cfg.embed_scale,
+        "activation": cfg.activation,
+        "norm": cfg.norm,
+        "mlp": cfg.mlp,
+        "parallel_residual": cfg.parallel_residual,
+        "attn_softcap": cfg.attn_softcap,
+        "final_softcap": cfg.final_softcap,
+        "max_seq_len": max_seq_len,
+        "kv_dtype": kv_dtype,
+        "layer_windows": list(cfg.layer_windows),
+        "threads": threads,
+        "isa": "auto",
+    }
+
+
 class _Session:
     """The generation loop's view of an LLM: a fresh sequence, then one token at a time."""
 
@@ -227,7 +268,10 @@ class LLM:
 
         self._checkpoint = Checkpoint.open(path)
         weights = self._load_weights(family, dtype, quant, group_size)
-        matrix_dtypes = {_entry_dtype(entry) for name, entry in weights.items() if not name.endswith(("norm", "bias"))}
+        matrix_dtypes = {
+            _entry_dtype(entry) for name, entry in weights.items()
+            if not name.endswith(("norm", "bias")) and (isinstance(entry[0], str) or entry[0].ndim == 2)
+        }  # fmt: skip
         if kv_dtype == "auto":
             kv_dtype = "float32" if matrix_dtypes == {"float32"} else "float16"
         self.kv_dtype = kv_dtype
@@ -238,43 +282,10 @@ class LLM:
         self._bytes_per_token = _weight_bytes_per_token(weights)
         self._entries = weights if self.quant else None  # for save_quantized
 
-        cfg = self.config
-        rotary_dim = cfg.head_dim if cfg.rotary_dim is None else cfg.rotary_dim
-        # One rope table for full-attention layers and, when it differs (Gemma 3), one for sliding ones.
-        ropes = [cfg.rope] if cfg.rope_local is None else [cfg.rope, cfg.rope_local]
-        if rotary_dim == 0:  # learned positions instead (GPT-2)
-            tables = [(np.zeros((max_seq_len, 0), np.float32), np.zeros((max_seq_len, 0), np.float32))]
+        if hasattr(family, "engine_config"):  # graphs without attention describe themselves (rwkv)
+            engine_config = family.engine_config(self.config, max_seq_len=max_seq_len, threads=threads)
         else:
-            tables = [rope_tables(rope, rotary_dim, max_seq_len) for rope in ropes]
-        layer_rope = [1 if cfg.rope_local is not None and window > 0 else 0 for window in cfg.layer_windows]
-        engine_config = {
-            "vocab_size": cfg.vocab_size,
-            "hidden_size": cfg.hidden_size,
-            "intermediate_size": cfg.intermediate_size,
-            "num_hidden_layers": cfg.num_hidden_layers,
-            "num_attention_heads": cfg.num_attention_heads,
-            "num_key_value_heads": cfg.num_key_value_heads,
-            "head_dim": cfg.head_dim,
-            "rotary_dim": rotary_dim,
-            "rope_style": "neox",
-            "rope_cos": [cos for cos, _ in tables],
-            "rope_sin": [sin for _, sin in tables],
-            "layer_rope": layer_rope,
-            "rms_norm_eps": cfg.rms_norm_eps,
-            "attention_scale": cfg.attention_scale if cfg.attention_scale is not None else cfg.head_dim**-0.5,
-            "embed_scale": cfg.embed_scale,
-            "activation": cfg.activation,
-            "norm": cfg.norm,
-            "mlp": cfg.mlp,
-            "parallel_residual": cfg.parallel_residual,
-            "attn_softcap": cfg.attn_softcap,
-            "final_softcap": cfg.final_softcap,
-            "max_seq_len": max_seq_len,
-            "kv_dtype": kv_dtype,
-            "layer_windows": list(cfg.layer_windows),
-            "threads": threads,
-            "isa": "auto",
-        }
+            engine_config = _attention_engine_config(self.config, max_seq_len, kv_dtype, threads)
         self._engine = _core.Engine(family.GRAPH, engine_config, weights)
 
     def _load_weights(self, family: Any, dtype: str, quant: Any, group_size: Any) -> dict:
@@ -286,6 +297,8 @@ class LLM:
         if group_size is not None and (isinstance(group_size, bool) or group_size not in q.GROUP_SIZES):
             raise InvalidArgumentError(f"group_size={group_size!r} is not supported; choose one of {q.GROUP_SIZES}")
         stored = self.config.quantization
+        if (quant or stored) and family.GRAPH != "llama":
+            raise ConfigError(f"int4 is not supported for model_type {self.config.model_type!r} yet")
         if stored is not None:  # an slmcore-quantized checkpoint: used as it is
             if group_size is not None and group_size != stored.group_size:
                 raise InvalidArgumentError(
@@ -424,7 +437,10 @@ class LLM:
     # -- incremental interface for the generation loop (internal) ----------------------------
 
     def _prefill(self, token_ids: Sequence[int]) -> np.ndarray:
-        """Start a fresh sequence with token_ids; return the logits of the last one [vocab]."""
+        """Start a fresh sequence with token_ids; return the logits of the last one [vocab].
+
+        Always from a reset engine, never by truncating to a prefix shared with the last request:
+        a recurrent graph (rwkv) cannot truncate to a middle position."""
         engine = self._live()
         ids = _token_array(token_ids)
         engine.reset()

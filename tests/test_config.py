@@ -322,7 +322,7 @@ def test_hidden_not_divisible_by_heads_without_head_dim() -> None:
     [
         {"architectures": ["BloomForCausalLM"], "model_type": "bloom"},
         {"architectures": ["LlamaModel"]},
-        {"architectures": _DELETE, "model_type": "rwkv"},
+        {"architectures": _DELETE, "model_type": "mamba"},
         {"architectures": _DELETE, "model_type": _DELETE},
     ],
 )

@@ -26,6 +26,7 @@ CONFIG_CLASSES = {
     "gemma": transformers.GemmaConfig,
     "gemma2": transformers.Gemma2Config,
     "falcon": transformers.FalconConfig,
+    "rwkv": transformers.RwkvConfig,
 }
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -43,7 +44,24 @@ TINY_DEFAULTS = dict(
 # GPT2Config spells the same sizes its own way.
 GPT2_TINY_DEFAULTS = dict(n_embd=64, n_inner=160, n_layer=2, n_head=4, vocab_size=300, n_positions=512)
 
+# RwkvConfig's names; odd sizes, attention_hidden_size != hidden_size.
+RWKV_TINY_DEFAULTS = dict(hidden_size=40, attention_hidden_size=24, intermediate_size=75, num_hidden_layers=3,
+                          vocab_size=300, context_length=512)
+
 INIT_STD = 0.08
+
+
+def _rwkv_time_parameter(name: str, shape: torch.Size) -> torch.Tensor | None:
+    """RWKV's time parameters drawn where trained models have them, or None for other parameters:
+    time_mix_* in [0, 1] (an interpolation with the previous token), time_decay w in [-2, 2]
+    (per-token decay exp(-exp(w)) from 0.87 to 0.0006), time_first (the current token's bonus) N(0, 1)."""
+    if ".time_mix_" in name:
+        return torch.rand(shape)
+    if name.endswith(".time_decay"):
+        return torch.rand(shape) * 4 - 2
+    if name.endswith(".time_first"):
+        return torch.randn(shape)
+    return None
 
 
 def make_tiny_model(
@@ -56,7 +74,7 @@ def make_tiny_model(
 ) -> Path:
     """Save a tiny random model of family `arch` to path (config.json + safetensors); returns path."""
     path = Path(path)
-    defaults = GPT2_TINY_DEFAULTS if arch == "gpt2" else TINY_DEFAULTS
+    defaults = {"gpt2": GPT2_TINY_DEFAULTS, "rwkv": RWKV_TINY_DEFAULTS}.get(arch, TINY_DEFAULTS)
     config = CONFIG_CLASSES[arch](**{**defaults, **config_overrides})
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
@@ -64,8 +82,12 @@ def make_tiny_model(
         for name, param in model.named_parameters():
             noise = torch.randn(param.shape, dtype=torch.float32) * INIT_STD
             is_norm = name.endswith(("norm.weight", "ln_1.weight", "ln_2.weight", "ln_f.weight", "ln_attn.weight",
-                                     "ln_mlp.weight"))
-            param.copy_(1.0 + noise if is_norm else noise)
+                                     "ln_mlp.weight", "ln1.weight", "ln2.weight", "pre_ln.weight", "ln_out.weight"))
+            time_parameter = _rwkv_time_parameter(name, param.shape) if arch == "rwkv" else None
+            if time_parameter is not None:
+                param.copy_(time_parameter)
+            else:
+                param.copy_(1.0 + noise if is_norm else noise)
     model = model.to(TORCH_DTYPES[dtype])
     # ~0.5 MB of float32 weights: 100 KB shards give several files.
     model.save_pretrained(path, max_shard_size="100KB" if sharded else "10GB")
@@ -79,5 +101,7 @@ def hf_logits(path: str | Path, token_ids: Sequence[int]) -> np.ndarray:
     )
     model.eval()
     with torch.no_grad():
-        logits = model(torch.tensor([list(token_ids)], dtype=torch.long)).logits
+        # use_cache=False: one pass needs no cache, and RWKV's cached state is sized hidden_size,
+        # which breaks models whose attention_hidden_size differs (a transformers 5.24 bug).
+        logits = model(torch.tensor([list(token_ids)], dtype=torch.long), use_cache=False).logits
     return logits[0].numpy()

@@ -157,7 +157,62 @@ std::vector<std::vector<float>> float_tables(const py::dict& config, const char*
   return tables;
 }
 
+// The "rwkv" graph: its own config keys and weight names (slmcore/models/rwkv.py).
+std::unique_ptr<PyEngine> build_rwkv(const py::dict& cfg, const py::dict& weights) {
+  auto out = std::make_unique<PyEngine>();
+  EngineConfig c;
+  auto i64 = [&](const char* key) { return cfg[key].cast<int64_t>(); };
+  c.vocab_size = i64("vocab_size");
+  c.hidden_size = i64("hidden_size");
+  c.attention_hidden_size = i64("attention_hidden_size");
+  c.intermediate_size = i64("intermediate_size");
+  c.n_layers = i64("num_hidden_layers");
+  c.rms_norm_eps = cfg["layer_norm_epsilon"].cast<float>();
+  c.final_norm_eps = cfg["final_norm_eps"].cast<float>();
+  c.rescale_every = i64("rescale_every");
+  c.norm_type = NormType::Layer;
+  c.max_seq_len = i64("max_seq_len");
+  c.n_threads = cfg["threads"].cast<int>();
+  c.isa = cfg["isa"].cast<std::string>();
+
+  WeightReader r(weights, out->borrowed);
+  const int64_t H = c.hidden_size, A = c.attention_hidden_size;
+  ModelWeights w;
+  w.embed_tokens = r.matrix("embed_tokens");
+  w.lm_head = r.matrix("lm_head");
+  w.pre_ln = r.vector("pre_ln", H, false);
+  w.pre_ln_bias = r.vector("pre_ln.bias", H, false);
+  w.norm = r.vector("norm", H, false);
+  w.norm_bias = r.vector("norm.bias", H, false);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    RwkvLayerWeights L;
+    L.ln1 = r.vector(p + "ln1", H, false);
+    L.ln1_bias = r.vector(p + "ln1.bias", H, false);
+    L.time_decay = r.vector(p + "attention.time_decay", A, false);
+    L.time_first = r.vector(p + "attention.time_first", A, false);
+    L.time_mix_key = r.vector(p + "attention.time_mix_key", H, false);
+    L.time_mix_value = r.vector(p + "attention.time_mix_value", H, false);
+    L.time_mix_receptance = r.vector(p + "attention.time_mix_receptance", H, false);
+    L.key = r.matrix(p + "attention.key");
+    L.value = r.matrix(p + "attention.value");
+    L.receptance = r.matrix(p + "attention.receptance");
+    L.output = r.matrix(p + "attention.output");
+    L.ln2 = r.vector(p + "ln2", H, false);
+    L.ln2_bias = r.vector(p + "ln2.bias", H, false);
+    L.ffn_time_mix_key = r.vector(p + "feed_forward.time_mix_key", H, false);
+    L.ffn_time_mix_receptance = r.vector(p + "feed_forward.time_mix_receptance", H, false);
+    L.ffn_key = r.matrix(p + "feed_forward.key");
+    L.ffn_receptance = r.matrix(p + "feed_forward.receptance");
+    L.ffn_value = r.matrix(p + "feed_forward.value");
+    w.rwkv_layers.push_back(L);
+  }
+  out->engine = make_engine("rwkv", std::move(c), std::move(w));
+  return out;
+}
+
 std::unique_ptr<PyEngine> build(const std::string& graph, const py::dict& cfg, const py::dict& weights) {
+  if (graph == "rwkv") return build_rwkv(cfg, weights);
   auto out = std::make_unique<PyEngine>();
   EngineConfig c;
   auto i64 = [&](const char* key) { return cfg[key].cast<int64_t>(); };

@@ -3,6 +3,7 @@
 // everything else is owned here.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,6 +57,27 @@ struct LayerWeights {
   const float* mlp_output_norm = nullptr;
 };
 
+// One RWKV-4 block (graph "rwkv", models/rwkv.cpp). Vectors are float32; time_decay is stored
+// as w (the decay per token is exp(-exp(w))), time_first is the current token's bonus u.
+struct RwkvLayerWeights {
+  const float* ln1 = nullptr;
+  const float* ln1_bias = nullptr;
+  const float* time_decay = nullptr;           // [attention_hidden_size]
+  const float* time_first = nullptr;           // [attention_hidden_size]
+  const float* time_mix_key = nullptr;         // [hidden]: interpolation with the previous token
+  const float* time_mix_value = nullptr;       // [hidden]
+  const float* time_mix_receptance = nullptr;  // [hidden]
+  Matrix key, value, receptance;               // [attention_hidden_size, hidden]
+  Matrix output;                               // [hidden, attention_hidden_size]
+  const float* ln2 = nullptr;
+  const float* ln2_bias = nullptr;
+  const float* ffn_time_mix_key = nullptr;         // [hidden]
+  const float* ffn_time_mix_receptance = nullptr;  // [hidden]
+  Matrix ffn_key;         // [intermediate, hidden]
+  Matrix ffn_receptance;  // [hidden, hidden]
+  Matrix ffn_value;       // [hidden, intermediate]
+};
+
 struct ModelWeights {
   Matrix embed_tokens;
   Matrix position_embeddings;  // learned absolute positions [max_positions, hidden] (GPT-2); data null if none
@@ -64,6 +86,11 @@ struct ModelWeights {
   Matrix lm_head;
   const float* lm_head_bias = nullptr;  // Phi-2
   std::vector<LayerWeights> layers;
+  // RWKV (graph "rwkv") instead of `layers`: the LayerNorm of the embeddings (block 0's pre_ln)
+  // and the blocks.
+  const float* pre_ln = nullptr;
+  const float* pre_ln_bias = nullptr;
+  std::vector<RwkvLayerWeights> rwkv_layers;
 };
 
 // The MLP's activation: silu or gelu with the tanh approximation; gated (act(x Wgate) * x Wup,
@@ -104,6 +131,10 @@ struct EngineConfig {
   std::vector<int64_t> layer_rope;
   int n_threads = 1;
   std::string isa = "auto";
+  // RWKV only (its LayerNorms use rms_norm_eps, except the final one).
+  int64_t attention_hidden_size = 0;  // width of the time mix's key / value / receptance
+  int64_t rescale_every = 0;          // > 0: transformers' inference rescaling (models/rwkv.cpp)
+  float final_norm_eps = 1e-5f;       // ln_out's eps
 };
 
 enum class LogitsMode { None, Last, All };
@@ -119,7 +150,8 @@ class Engine {
 
   // Forgets the sequence (the KV cache contents become unused).
   virtual void reset() = 0;
-  // Keeps the first n positions of the sequence and drops the rest.
+  // Keeps the first n positions of the sequence and drops the rest. A recurrent model (RWKV) has
+  // no per-position cache to cut: it supports only n == n_past() and n == 0.
   virtual void truncate(int64_t n) = 0;
   virtual int64_t n_past() const = 0;
 
@@ -130,6 +162,15 @@ class Engine {
   virtual void set_threads(int n_threads) = 0;
   virtual int threads() const = 0;
 };
+
+// What every graph's forward() does first and around its passes. check_forward_input throws
+// InvalidArgumentError (no tokens), InvalidTokenError or ContextLengthError (n_past + n beyond
+// max_seq_len). forward_in_chunks calls run_chunk(tokens, len, mode, logits) on consecutive runs
+// of at most `chunk` tokens, asking for logits only where `mode` wants them.
+using ChunkFn = std::function<void(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits_out)>;
+void check_forward_input(const int32_t* tokens, int64_t n, const EngineConfig& config, int64_t n_past);
+void forward_in_chunks(const int32_t* tokens, int64_t n, int64_t chunk, LogitsMode mode, float* logits_out,
+                       int64_t vocab_size, const ChunkFn& run_chunk);
 
 // Builds the engine for a graph family ("llama" covers Llama, Mistral and Qwen2). Validates the
 // config and weight shapes (ConfigError / ModelFormatError) and allocates the KV cache.

@@ -3,7 +3,8 @@
 Each family module provides GRAPH (the C++ graph builder that runs it), MODEL_TYPES,
 engine_weights(config, checkpoint, dtype) -> {canonical name: (array, dtype)}, and for quantized
 checkpoints weight_shapes(config) -> {canonical name: shape} and checkpoint_names(canonical) ->
-the checkpoint names tried for it.
+the checkpoint names tried for it. A family whose graph has no attention (rwkv) also provides
+engine_config(config, max_seq_len, threads) -> the C++ graph's config dict.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import types
 
 from slmcore.config import ModelConfig
 from slmcore.errors import ConfigError
-from slmcore.models import falcon, gemma3, gpt2, llama, phi, phi3
+from slmcore.models import falcon, gemma3, gpt2, llama, phi, phi3, rwkv
 
-_FAMILIES: tuple[types.ModuleType, ...] = (llama, gemma3, phi3, phi, gpt2, falcon)
+_FAMILIES: tuple[types.ModuleType, ...] = (llama, gemma3, phi3, phi, gpt2, falcon, rwkv)
 
 _BY_MODEL_TYPE: dict[str, types.ModuleType] = {
     model_type: family for family in _FAMILIES for model_type in family.MODEL_TYPES

@@ -1,4 +1,4 @@
-"""Reference forward pass of the llama family (llama, mistral, qwen2) in float64: the test oracle.
+"""Reference forward passes in float64: the llama family (llama, mistral, qwen2) and RWKV-4; the test oracle.
 
 Reads top to bottom like the paper; every step is a kernel of slmcore.reference.kernels applied to
 the exact stored weight values. Never used at run time.
@@ -13,7 +13,7 @@ import numpy as np
 from slmcore.config import ModelConfig
 from slmcore.errors import InvalidArgumentError, InvalidTokenError
 from slmcore.reference import quant as reference_quant
-from slmcore.reference.kernels import attention, matmul, rmsnorm, rope, swiglu, widen
+from slmcore.reference.kernels import attention, layernorm, matmul, rmsnorm, rope, swiglu, widen
 from slmcore.rope import rope_tables, rotary_style
 
 
@@ -105,3 +105,75 @@ def embedding_rows(weight, token_ids: np.ndarray) -> np.ndarray:
     q, scales = weight
     rows = np.asarray(scales, np.float16)[token_ids].astype(np.float32)[:, None] * q[token_ids].astype(np.float32)
     return rows.astype(np.float64)  # the engine multiplies in float32
+
+
+def rwkv_forward(config: ModelConfig, weights: dict[str, tuple[np.ndarray, str]], token_ids: Sequence[int]) -> np.ndarray:
+    """float64 logits [T, vocab] of an RWKV-4 model (transformers' RwkvForCausalLM in eval mode).
+
+    Each block mixes every token with the one before it ("token shift"; zeros before the first),
+    then runs the WKV recurrence (Peng et al. 2023, eq. 14-16) per channel:
+        wkv_t = (a + exp(u + k_t) v_t) / (b + exp(u + k_t)),  a <- exp(-exp(w)) a + exp(k_t) v_t,
+                                                              b <- exp(-exp(w)) b + exp(k_t)
+    with u = time_first and w = time_decay. Computed directly in float64 (no running maximum:
+    the tiny models' exponents stay far from overflow). With rescale_every = R > 0, block i's
+    output matrices are divided by 2^(i // R) and the residual stream is halved after every R-th
+    block, as transformers does at inference (RwkvModel._rescale_layers).
+    """
+    token_ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
+    if token_ids.size == 0:
+        raise InvalidArgumentError("token_ids is empty")
+    if token_ids.min() < 0 or token_ids.max() >= config.vocab_size:
+        raise InvalidTokenError(f"token ids must be in [0, {config.vocab_size}), got {token_ids.tolist()}")
+    eps, rescale = config.rms_norm_eps, config.rescale_every
+
+    def vector(name: str) -> np.ndarray:
+        return widen(*weights[name])
+
+    def linear(x: np.ndarray, name: str) -> np.ndarray:
+        return matmul(x, *weights[name])
+
+    def norm(x: np.ndarray, name: str, eps: float = eps) -> np.ndarray:
+        return layernorm(x, vector(name), vector(f"{name}.bias"), eps)
+
+    def shift_mix(h: np.ndarray, mix: np.ndarray) -> np.ndarray:
+        previous = np.vstack([np.zeros((1, h.shape[1])), h[:-1]])
+        return h * mix + previous * (1 - mix)
+
+    embed, embed_dtype = weights["embed_tokens"]
+    x = norm(widen(embed[token_ids], embed_dtype), "pre_ln")
+    for layer in range(config.num_hidden_layers):
+        p = f"layers.{layer}"
+        scale = 2.0 ** -(layer // rescale) if rescale > 0 else 1.0
+
+        # Time mix: x = x + output(sigmoid(r) * wkv(k, v))
+        h = norm(x, f"{p}.ln1")
+        k = linear(shift_mix(h, vector(f"{p}.attention.time_mix_key")), f"{p}.attention.key")
+        v = linear(shift_mix(h, vector(f"{p}.attention.time_mix_value")), f"{p}.attention.value")
+        r = linear(shift_mix(h, vector(f"{p}.attention.time_mix_receptance")), f"{p}.attention.receptance")
+        decay = np.exp(-np.exp(vector(f"{p}.attention.time_decay")))
+        bonus = np.exp(vector(f"{p}.attention.time_first"))
+        num = np.zeros(k.shape[1])
+        den = np.zeros(k.shape[1])
+        wkv = np.empty_like(k)
+        for t in range(len(token_ids)):
+            ek = np.exp(k[t])
+            wkv[t] = (num + bonus * ek * v[t]) / (den + bonus * ek)
+            num = decay * num + ek * v[t]
+            den = decay * den + ek
+        x = x + scale * linear(sigmoid(r) * wkv, f"{p}.attention.output")
+
+        # Channel mix: x = x + sigmoid(receptance) * value(relu(key)^2)
+        h = norm(x, f"{p}.ln2")
+        key = linear(shift_mix(h, vector(f"{p}.feed_forward.time_mix_key")), f"{p}.feed_forward.key")
+        gate = linear(shift_mix(h, vector(f"{p}.feed_forward.time_mix_receptance")), f"{p}.feed_forward.receptance")
+        x = x + scale * sigmoid(gate) * linear(np.maximum(key, 0.0) ** 2, f"{p}.feed_forward.value")
+        if rescale > 0 and (layer + 1) % rescale == 0:
+            x = x / 2
+
+    x = norm(x, "norm", eps=1e-5)  # transformers' ln_out ignores layer_norm_epsilon
+    lm_head, lm_head_dtype = weights["lm_head"]
+    return matmul(x, lm_head, lm_head_dtype)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))

@@ -124,26 +124,9 @@ class LlamaEngine final : public Engine {
   }
 
   void forward(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits_out) override {
-    if (n <= 0) throw InvalidArgumentError("forward needs at least one token");
-    for (int64_t i = 0; i < n; ++i) {
-      if (tokens[i] < 0 || tokens[i] >= cfg_.vocab_size) {
-        throw InvalidTokenError("token id " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
-                                " is outside the vocabulary [0, " + std::to_string(cfg_.vocab_size) + ")");
-      }
-    }
-    if (n > cfg_.max_seq_len - n_past_) {
-      throw ContextLengthError("sequence of " + std::to_string(n_past_ + n) + " tokens exceeds max_seq_len " +
-                               std::to_string(cfg_.max_seq_len));
-    }
-    for (int64_t start = 0; start < n; start += chunk_) {
-      const int64_t len = std::min(chunk_, n - start);
-      const bool last_chunk = start + len == n;
-      LogitsMode chunk_mode = mode == LogitsMode::All ? LogitsMode::All
-                              : (mode == LogitsMode::Last && last_chunk) ? LogitsMode::Last
-                                                                         : LogitsMode::None;
-      float* out = mode == LogitsMode::All ? logits_out + start * cfg_.vocab_size : logits_out;
-      run_chunk(tokens + start, len, chunk_mode, out);
-    }
+    check_forward_input(tokens, n, cfg_, n_past_);
+    forward_in_chunks(tokens, n, chunk_, mode, logits_out, cfg_.vocab_size,
+                      [this](const int32_t* t, int64_t len, LogitsMode m, float* out) { run_chunk(t, len, m, out); });
   }
 
   void reset() override { n_past_ = 0; }
