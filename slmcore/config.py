@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from slmcore.errors import ConfigError
 
 # architectures[0] -> model_type of the family that runs it.
@@ -31,6 +33,7 @@ SUPPORTED_ARCHITECTURES: dict[str, str] = {
     "GemmaForCausalLM": "gemma",
     "Gemma2ForCausalLM": "gemma2",
     "FalconForCausalLM": "falcon",
+    "BloomForCausalLM": "bloom",
 }
 
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "longrope")
@@ -222,6 +225,13 @@ class ModelConfig:
     lm_head_bias: bool = False  # Phi-2's lm_head has a bias
     attn_softcap: float = 0.0  # Gemma 2: attention scores -> cap * tanh(scores / cap); 0 = none
     final_softcap: float = 0.0  # Gemma 2: logits -> cap * tanh(logits / cap); 0 = none
+    embed_norm: bool = False  # LayerNorm (with bias) of the token embeddings (BLOOM's word_embeddings_layernorm)
+    # ALiBi (BLOOM, Falcon-RW): per query head, the slope of the score bias slope * (j - i) for key j
+    # and query i, already multiplied by any factor the family applies to it; () = none.
+    alibi_slopes: tuple[float, ...] = ()
+    # The q/k head norms when qk_norm is set: "rms" (RMSNorm, one [head_dim] weight shared by the
+    # heads: Qwen3, Gemma 3) | "layer_per_head" (LayerNorm without bias, one weight per head: StableLM).
+    head_norm: str = "rms"
     # quantization_config of an slmcore-quantized checkpoint; None for unquantized ones.
     quantization: QuantizationConfig | None = None
 
@@ -312,6 +322,8 @@ def _parse(d: Any, source: str) -> ModelConfig:
         return replace(_parse_gpt2(f, architecture), quantization=quantization)
     if model_type == "falcon":
         return replace(_parse_falcon(f, architecture), quantization=quantization)
+    if model_type == "bloom":
+        return replace(_parse_bloom(f, architecture), quantization=quantization)
     defaults = _FAMILY_DEFAULTS[model_type]
 
     vocab_size = f.required_int("vocab_size")
@@ -590,6 +602,75 @@ def _parse_falcon(f: _Fields, architecture: str) -> ModelConfig:
         norm="layer",
         mlp="plain",
         parallel_residual=parallel,
+    )
+
+
+def alibi_slopes(num_heads: int) -> tuple[float, ...]:
+    """ALiBi's per-head slopes (Press et al. 2021), as transformers' _get_alibi_slopes computes them
+    in float32: for n heads, with p the largest power of two <= n, the geometric sequence
+    2^(-8k/p) for k = 1..p, then for the n - p remaining heads the odd terms 2^(-4k/p), k = 1, 3, 5, ...
+    of the sequence for 2p heads."""
+    closest = 2 ** int(math.floor(math.log2(num_heads)))
+    base = float(np.float32(2.0 ** (-(2.0 ** -(math.log2(closest) - 3)))))
+    slopes = [base**k for k in range(1, closest + 1)]
+    if closest != num_heads:
+        extra_base = float(np.float32(2.0 ** (-(2.0 ** -(math.log2(2 * closest) - 3)))))
+        remaining = min(closest, num_heads - closest)
+        slopes += [extra_base**k for k in range(1, 2 * remaining, 2)]
+    return tuple(float(np.float32(s)) for s in slopes)
+
+
+def _parse_bloom(f: _Fields, architecture: str) -> ModelConfig:
+    """BLOOM / BLOOMZ (BloomConfig names: n_embed or hidden_size, n_layer, n_head): ALiBi instead of
+    positions, a LayerNorm of the embeddings, LayerNorms and biases everywhere, a plain MLP of width
+    4 * hidden with BLOOM's tanh GELU (0.79788456 ~ sqrt(2/pi): our gelu_tanh), tied lm_head."""
+
+    def first(*names: str) -> int:  # BloomConfig's attribute_map: n_layer <- num_hidden_layers, ...
+        for name in names:
+            if f.d.get(name) is not None:
+                return f.integer(name, f.d[name])
+        raise f.error(f"required field '{names[0]}' is missing")
+
+    hidden_size = first("n_embed", "hidden_size")  # BloomConfig: n_embed wins when given
+    num_layers = first("n_layer", "num_hidden_layers")
+    num_heads = first("n_head", "num_attention_heads")
+    vocab_size = f.required_int("vocab_size")
+    if hidden_size % num_heads:
+        raise f.error(f"field 'hidden_size' ({hidden_size}) must be a multiple of 'n_head' ({num_heads})")
+    if f.get("apply_residual_connection_post_layernorm"):
+        raise f.error("field 'apply_residual_connection_post_layernorm' is true; not supported yet")
+    # ALiBi has no position table; seq_length (the training length, in hub configs) bounds max_seq_len.
+    max_pos = f.integer("seq_length", f.get("seq_length", 2048))
+    bos_token_id, eos_token_ids = _special_ids(f, 1, 2)
+    return ModelConfig(
+        architecture=architecture,
+        model_type="bloom",
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=4 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
+        head_dim=hidden_size // num_heads,
+        rms_norm_eps=f.number("layer_norm_epsilon", f.get("layer_norm_epsilon", 1e-5)),
+        max_position_embeddings=max_pos,
+        tie_word_embeddings=f.boolean("tie_word_embeddings", f.get("tie_word_embeddings", True)),
+        qkv_bias=True,
+        o_proj_bias=True,
+        mlp_bias=True,
+        hidden_act="bloom_gelu",
+        rope=RopeConfig(theta=10000.0, rope_type="default"),  # unused: rotary_dim is 0
+        layer_windows=(0,) * num_layers,
+        torch_dtype=_torch_dtype(f),
+        bos_token_id=bos_token_id,
+        eos_token_ids=eos_token_ids,
+        raw=f.d,
+        activation="gelu_tanh",
+        rotary_dim=0,
+        norm="layer",
+        mlp="plain",
+        embed_norm=True,
+        alibi_slopes=alibi_slopes(num_heads),
     )
 
 

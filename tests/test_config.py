@@ -320,7 +320,7 @@ def test_hidden_not_divisible_by_heads_without_head_dim() -> None:
 @pytest.mark.parametrize(
     "changes",
     [
-        {"architectures": ["BloomForCausalLM"], "model_type": "bloom"},
+        {"architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox"},
         {"architectures": ["LlamaModel"]},
         {"architectures": _DELETE, "model_type": "rwkv"},
         {"architectures": _DELETE, "model_type": _DELETE},
@@ -329,7 +329,8 @@ def test_hidden_not_divisible_by_heads_without_head_dim() -> None:
 def test_unsupported_architecture_lists_supported(changes: dict) -> None:
     with pytest.raises(ConfigError) as e:
         parse(**changes)
-    for name in ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "llama", "mistral", "qwen2"):
+    for name in ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "llama", "mistral", "qwen2",
+                 "BloomForCausalLM", "bloom"):
         assert name in str(e.value)
 
 
@@ -456,3 +457,35 @@ def test_qwen3_defaults() -> None:
     c = ModelConfig.from_dict({**base, "attention_bias": True, "use_sliding_window": True, "sliding_window": 4,
                                "max_window_layers": 1, "head_dim": 4})
     assert c.qkv_bias and c.o_proj_bias and c.layer_windows == (0, 4)
+
+
+# --- BLOOM ----------------------------------------------------------------------------------------
+
+BLOOM_HUB = {  # bigscience/bloom-560m's spelling, sizes shrunk
+    "architectures": ["BloomForCausalLM"], "model_type": "bloom", "vocab_size": 300, "n_embed": 96,
+    "n_layer": 2, "num_attention_heads": 6, "layer_norm_epsilon": 1e-5, "seq_length": 2048,
+    "apply_residual_connection_post_layernorm": False, "offset_alibi": 100, "skip_bias_add": True,
+}  # fmt: skip
+
+
+def test_bloom_hub_spelling() -> None:
+    from slmcore.config import alibi_slopes
+
+    c = ModelConfig.from_dict(BLOOM_HUB)
+    assert (c.model_type, c.hidden_size, c.num_hidden_layers, c.num_attention_heads) == ("bloom", 96, 2, 6)
+    assert (c.num_key_value_heads, c.head_dim, c.intermediate_size) == (6, 16, 384)
+    assert c.alibi_slopes == alibi_slopes(6) and c.embed_norm and c.rotary_dim == 0 and c.tie_word_embeddings
+    assert c.max_position_embeddings == 2048 and (c.bos_token_id, c.eos_token_ids) == (1, (2,))
+    # transformers 5 writes hidden_size / n_head / n_layer
+    d = {k: v for k, v in BLOOM_HUB.items() if k not in ("n_embed", "num_attention_heads")}
+    assert ModelConfig.from_dict({**d, "hidden_size": 96, "n_head": 6}).alibi_slopes == c.alibi_slopes
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"apply_residual_connection_post_layernorm": True}, "apply_residual_connection_post_layernorm"),
+    ({"n_embed": 100}, "multiple of 'n_head'"),
+    ({"n_layer": None}, "'n_layer' is missing"),
+])  # fmt: skip
+def test_bloom_refusals(changes: dict, words: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        ModelConfig.from_dict({**BLOOM_HUB, **changes})

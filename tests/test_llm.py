@@ -75,6 +75,10 @@ CASES = [
     # GPT-2: learned positions, LayerNorm with bias, plain gelu MLP, Conv1D weights, fused c_attn.
     ("gpt2", "gpt2", dict()),
     ("distilgpt2-like", "gpt2", dict(n_layer=3, n_head=2, n_inner=None)),
+    # BLOOM: ALiBi with 6 heads (4 + 2 from the next power of two's odd slopes) and 5 heads, the
+    # embedding LayerNorm, fused qkv interleaved per head, biases, tied and untied lm_head.
+    ("bloom", "bloom", dict(hidden_size=96, num_attention_heads=6)),
+    ("bloom-5-heads-untied", "bloom", dict(hidden_size=80, num_attention_heads=5, tie_word_embeddings=False)),
     # Gemma 3: GeGLU, q/k norms, sandwich norms, (1+w) norms, scaled embedding, query_pre_attn_scalar
     # != head_dim, MQA, window 6 on two of three layers with their own rope, linear scaling on the global one.
     ("gemma3", "gemma3_text", dict(
@@ -168,7 +172,8 @@ def test_sharded_checkpoint(models, reference_logits):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("kv_dtype", ["float32", "float16"])
-@pytest.mark.parametrize("case_id", ["mistral-window", "gemma3", "gemma2", "gpt2", "phi3-fused", "phi2", "falcon-40b"])
+@pytest.mark.parametrize("case_id", ["mistral-window", "gemma3", "gemma2", "gpt2", "phi3-fused", "phi2", "falcon-40b",
+                                     "bloom"])
 def test_incremental_decode_equals_full_sequence(models, isa, kv_dtype, case_id):
     """Prefill then one token at a time gives bitwise the logits of one full-sequence call: each
     output of the matmul kernels is reduced in an order independent of the number of tokens."""
@@ -342,6 +347,10 @@ def test_slm_cpu_isa_environment_variable(models, isa, tmp_path):
     ("gemma2", dict(layer_windows=(0, 0, 0))),
     ("gemma", dict(embed_scale=1.0)),
     ("phi2", dict(lm_head_bias=False)),
+    ("bloom", dict(alibi_slopes=())),
+    ("bloom", dict(embed_norm=False)),
+    # 5 heads: the plain geometric rule 2^(-8k/5) instead of transformers' 4 + 1 odd-power slopes
+    ("bloom-5-heads-untied", dict(alibi_slopes=tuple(2.0 ** (-8 * k / 5) for k in range(1, 6)))),
 ])
 def test_each_variant_switch_matters(models, reference_logits, monkeypatch, case_id, change):
     """Turning any one of a family's switches off moves the logits far outside the tolerance, so
@@ -374,3 +383,59 @@ def test_gpt2_hub_layout_without_prefix_and_with_mask_buffers(models, reference_
     save_file(tensors, str(dst / "model.safetensors"))
     with pytest.raises(slmcore.ModelFormatError, match="wpe"):
         slmcore.LLM(dst)
+
+
+def test_alibi_slopes_match_transformers():
+    """BLOOM's slopes for every head count up to 64, powers of two or not: exact below 32 heads;
+    from 32 on (base 2^-1/4) torch's float32 pow can differ from the correctly rounded value by
+    one unit in the last place."""
+    from transformers.models.bloom.modeling_bloom import _get_alibi_slopes
+
+    from slmcore.config import alibi_slopes
+
+    for n in range(1, 65):
+        ours = np.array(alibi_slopes(n), np.float32)
+        theirs = _get_alibi_slopes(n, "cpu").numpy()
+        assert ours.shape == theirs.shape == (n,)
+        ulps = np.abs(ours.view(np.int32) - theirs.view(np.int32)).max()
+        assert ulps <= (0 if n < 32 else 1), n
+
+
+def test_bloom_hub_layout_without_prefix(models, reference_logits, tmp_path):
+    """Hub BLOOM files name tensors without `transformer.`; they load the same. Without the
+    embedding LayerNorm: ModelFormatError naming it."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    src = models("bloom")
+    dst = tmp_path / "hub-bloom"
+    shutil.copytree(src, dst)
+    tensors = {k.removeprefix("transformer."): v for k, v in load_file(str(src / "model.safetensors")).items()}
+    save_file(tensors, str(dst / "model.safetensors"))
+    with slmcore.LLM(dst) as llm:
+        assert np.abs(llm.logits(SEQ) - reference_logits("bloom")).max() <= F32_TOL
+    del tensors["word_embeddings_layernorm.bias"]
+    save_file(tensors, str(dst / "model.safetensors"))
+    with pytest.raises(slmcore.ModelFormatError, match="word_embeddings_layernorm"):
+        slmcore.LLM(dst)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_alibi_with_gqa_matches_reference_forward(models, monkeypatch, isa):
+    """ALiBi on the llama graph (rope and GQA too) against the float64 reference forward: the
+    engine gives each query head its own slope, with the sign and the query position right."""
+    from slmcore.loader import Checkpoint
+    from slmcore.models import family_for
+    from slmcore.reference.forward import forward
+
+    path = models("llama-untied-llama3-rope-bias")
+    config = replace(ModelConfig.from_file(path), alibi_slopes=(0.5, -0.25, 0.125, 0.0))
+    with Checkpoint.open(path) as checkpoint:
+        ref = forward(config, family_for(config).engine_weights(config, checkpoint), SEQ)
+        plain = forward(replace(config, alibi_slopes=()), family_for(config).engine_weights(config, checkpoint), SEQ)
+    assert np.abs(ref - plain).max() > 100 * F32_TOL
+    monkeypatch.setattr(ModelConfig, "from_file", classmethod(lambda cls, p: config))
+    with slmcore.LLM(path) as llm:
+        llm._engine.set_isa(isa)
+        assert np.abs(llm.logits(SEQ) - ref).max() <= F32_TOL

@@ -26,6 +26,7 @@ CONFIG_CLASSES = {
     "gemma": transformers.GemmaConfig,
     "gemma2": transformers.Gemma2Config,
     "falcon": transformers.FalconConfig,
+    "bloom": transformers.BloomConfig,
 }
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -64,7 +65,7 @@ def make_tiny_model(
         for name, param in model.named_parameters():
             noise = torch.randn(param.shape, dtype=torch.float32) * INIT_STD
             is_norm = name.endswith(("norm.weight", "ln_1.weight", "ln_2.weight", "ln_f.weight", "ln_attn.weight",
-                                     "ln_mlp.weight"))
+                                     "ln_mlp.weight")) or ".norms." in name  # StableLM's per-head q/k LayerNorms
             param.copy_(1.0 + noise if is_norm else noise)
     model = model.to(TORCH_DTYPES[dtype])
     # ~0.5 MB of float32 weights: 100 KB shards give several files.
