@@ -431,11 +431,17 @@ def _parse(d: Any, source: str) -> ModelConfig:
             rope = _rope(f, max_position_embeddings, allow_partial=True, rotary_dim=rotary_dim)
             variants = dict(activation=activation, rotary_dim=rotary_dim)
         else:
-            for flag in ("qk_layernorm", "use_parallel_residual"):
-                if f.boolean(flag, f.get(flag, False)):
-                    raise f.error(f"field '{flag}' is true; not supported yet for {model_type}")
             rope = _rope(f, max_position_embeddings, allow_partial=True)
             variants = dict(activation=activation, rotary_dim=rotary_dim, norm="layer")
+            if model_type == "stablelm":
+                # StableLM 2 12B: per-head LayerNorms (no bias) of q and k before rope; attention and
+                # MLP in parallel from the one input_layernorm (there is no post_attention_layernorm).
+                variants.update(
+                    qk_norm=f.boolean("qk_layernorm", f.get("qk_layernorm", False)), head_norm="layer_per_head",
+                    parallel_residual=f.boolean("use_parallel_residual", f.get("use_parallel_residual", False)),
+                )  # fmt: skip
+            elif f.boolean("qk_layernorm", f.get("qk_layernorm", False)):
+                raise f.error(f"field 'qk_layernorm' is true; not supported yet for {model_type}")
             if model_type == "phi":  # Phi-2: one LayerNorm feeds attention and a plain MLP in parallel
                 if activation != "gelu_tanh":
                     raise f.error(f"field 'hidden_act' is {hidden_act!r}; phi models run gelu_new / gelu_pytorch_tanh")

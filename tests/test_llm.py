@@ -57,6 +57,10 @@ CASES = [
     # StableLM 2: LayerNorm with bias, partial rotary (default 1/4 of head_dim), optional qkv bias.
     ("stablelm", "stablelm", dict(use_qkv_bias=True, tie_word_embeddings=False)),
     ("stablelm-half-rotary", "stablelm", dict(partial_rotary_factor=0.5, tie_word_embeddings=True)),
+    # StableLM 2 12B: per-head q/k LayerNorms (a weight per head, GQA: 4 q and 2 k norms) and
+    # attention + MLP in parallel from the one input_layernorm; and qk_layernorm alone.
+    ("stablelm-12b", "stablelm", dict(qk_layernorm=True, use_parallel_residual=True, use_qkv_bias=True)),
+    ("stablelm-qk-layernorm", "stablelm", dict(qk_layernorm=True, partial_rotary_factor=0.5)),
     # Gemma (1): GeGLU, (1+w) norms, scaled embedding, head_dim 256 default overridden, MQA.
     ("gemma", "gemma", dict(head_dim=24, num_key_value_heads=1, hidden_act="gelu")),
     # Gemma 2: attention and final logit soft-capping (small caps so they bite), sandwich norms,
@@ -173,7 +177,7 @@ def test_sharded_checkpoint(models, reference_logits):
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("kv_dtype", ["float32", "float16"])
 @pytest.mark.parametrize("case_id", ["mistral-window", "gemma3", "gemma2", "gpt2", "phi3-fused", "phi2", "falcon-40b",
-                                     "bloom"])
+                                     "bloom", "stablelm-12b"])
 def test_incremental_decode_equals_full_sequence(models, isa, kv_dtype, case_id):
     """Prefill then one token at a time gives bitwise the logits of one full-sequence call: each
     output of the matmul kernels is reduced in an order independent of the number of tokens."""
@@ -347,6 +351,8 @@ def test_slm_cpu_isa_environment_variable(models, isa, tmp_path):
     ("gemma2", dict(layer_windows=(0, 0, 0))),
     ("gemma", dict(embed_scale=1.0)),
     ("phi2", dict(lm_head_bias=False)),
+    ("stablelm-qk-layernorm", dict(qk_norm=False)),
+    ("stablelm-12b", dict(qk_norm=False)),
     ("bloom", dict(alibi_slopes=())),
     ("bloom", dict(embed_norm=False)),
     # 5 heads: the plain geometric rule 2^(-8k/5) instead of transformers' 4 + 1 odd-power slopes
@@ -439,3 +445,18 @@ def test_alibi_with_gqa_matches_reference_forward(models, monkeypatch, isa):
     with slmcore.LLM(path) as llm:
         llm._engine.set_isa(isa)
         assert np.abs(llm.logits(SEQ) - ref).max() <= F32_TOL
+
+
+def test_stablelm_missing_head_norm(models, tmp_path):
+    """A qk_layernorm checkpoint without one head's norm: ModelFormatError naming the tensor."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    dst = tmp_path / "stablelm"
+    shutil.copytree(models("stablelm-12b"), dst)
+    tensors = load_file(str(dst / "model.safetensors"))
+    del tensors["model.layers.1.self_attn.k_layernorm.norms.1.weight"]
+    save_file(tensors, str(dst / "model.safetensors"))
+    with pytest.raises(slmcore.ModelFormatError, match=r"layers\.1\.self_attn\.k_layernorm\.norms\.1"):
+        slmcore.LLM(dst)

@@ -12,9 +12,9 @@ import types
 
 from slmcore.config import ModelConfig
 from slmcore.errors import ConfigError
-from slmcore.models import bloom, falcon, gemma3, gpt2, llama, phi, phi3
+from slmcore.models import bloom, falcon, gemma3, gpt2, llama, phi, phi3, stablelm
 
-_FAMILIES: tuple[types.ModuleType, ...] = (llama, gemma3, phi3, phi, gpt2, falcon, bloom)
+_FAMILIES: tuple[types.ModuleType, ...] = (llama, gemma3, phi3, phi, gpt2, falcon, bloom, stablelm)
 
 _BY_MODEL_TYPE: dict[str, types.ModuleType] = {
     model_type: family for family in _FAMILIES for model_type in family.MODEL_TYPES

@@ -1,4 +1,4 @@
-"""The llama family (llama, mistral, qwen2, qwen3, stablelm, gemma): HF weight names -> the engine's canonical weights.
+"""The llama family (llama, mistral, qwen2, qwen3, gemma): HF weight names -> the engine's canonical weights.
 
 Canonical names are Llama's HF names without the `model.` prefix and the `.weight` suffix (biases
 keep `.bias`): embed_tokens, norm, lm_head, layers.{i}.input_layernorm, layers.{i}.self_attn.q_proj,
@@ -18,7 +18,7 @@ from slmcore.errors import InvalidArgumentError, ModelFormatError
 from slmcore.loader import WEIGHT_DTYPES, Checkpoint, convert
 
 GRAPH = "llama"
-MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "stablelm", "gemma")
+MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma")
 
 
 def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
