@@ -34,6 +34,7 @@ SUPPORTED_ARCHITECTURES: dict[str, str] = {
     "Gemma2ForCausalLM": "gemma2",
     "FalconForCausalLM": "falcon",
     "BloomForCausalLM": "bloom",
+    "Gemma3ForConditionalGeneration": "gemma3",
 }
 
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "longrope")
@@ -324,6 +325,8 @@ def _parse(d: Any, source: str) -> ModelConfig:
         return replace(_parse_falcon(f, architecture), quantization=quantization)
     if model_type == "bloom":
         return replace(_parse_bloom(f, architecture), quantization=quantization)
+    if model_type == "gemma3":
+        return replace(_parse_gemma3_multimodal(f, architecture), quantization=quantization)
     defaults = _FAMILY_DEFAULTS[model_type]
 
     vocab_size = f.required_int("vocab_size")
@@ -609,6 +612,36 @@ def _parse_falcon(f: _Fields, architecture: str) -> ModelConfig:
         mlp="plain",
         parallel_residual=parallel,
     )
+
+
+# Gemma3TextConfig's defaults for the fields a Gemma 3 multimodal config.json's text_config may
+# leave out (the hub's gemma-3-4b-it gives only hidden_size, intermediate_size, num_hidden_layers,
+# rope_scaling and sliding_window); the other fields default as for gemma3_text.
+_GEMMA3_TEXT_REQUIRED_DEFAULTS = {
+    "vocab_size": 262208, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+    "num_attention_heads": 8,
+}  # fmt: skip
+
+
+def _parse_gemma3_multimodal(f: _Fields, architecture: str) -> ModelConfig:
+    """Gemma 3 image-text models (Gemma3ForConditionalGeneration, model_type gemma3): the text model
+    is read from text_config as a gemma3_text config (the vision tower is not run); dtype and the
+    special token ids at the top level apply when text_config has none. tie_word_embeddings is the
+    top level's (transformers ties the wrapper's lm_head by the wrapper's config), default true."""
+    text = f.d.get("text_config")
+    if text is None:
+        text = {}
+    if not isinstance(text, dict):
+        raise f.error(f"field 'text_config' must be an object, got {text!r:.100}")
+    merged = {**_GEMMA3_TEXT_REQUIRED_DEFAULTS, **text}
+    for key in ("dtype", "torch_dtype", "bos_token_id", "eos_token_id"):
+        if f.d.get(key) is not None and key not in text:
+            merged[key] = f.d[key]
+    merged["tie_word_embeddings"] = f.boolean("tie_word_embeddings", f.get("tie_word_embeddings", True))
+    merged.update(architectures=["Gemma3ForCausalLM"], model_type="gemma3_text")
+    merged.pop("quantization_config", None)  # the top-level one applies (parsed by the caller)
+    parsed = _parse(merged, f"{f.source} (text_config)")
+    return replace(parsed, architecture=architecture, model_type="gemma3", raw=f.d)
 
 
 def alibi_slopes(num_heads: int) -> tuple[float, ...]:

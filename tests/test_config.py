@@ -489,3 +489,36 @@ def test_bloom_hub_spelling() -> None:
 def test_bloom_refusals(changes: dict, words: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(words)):
         ModelConfig.from_dict({**BLOOM_HUB, **changes})
+
+
+# --- Gemma 3 multimodal wrapper -------------------------------------------------------------------
+
+GEMMA3_4B_IT = {  # google/gemma-3-4b-it's config.json, vision_config shortened
+    "architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3", "boi_token_index": 255999,
+    "eoi_token_index": 256000, "eos_token_id": [1, 106], "image_token_index": 262144, "mm_tokens_per_image": 256,
+    "text_config": {"hidden_size": 2560, "intermediate_size": 10240, "model_type": "gemma3_text",
+                    "num_hidden_layers": 34, "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+                    "sliding_window": 1024},
+    "torch_dtype": "bfloat16", "vision_config": {"model_type": "siglip_vision_model", "hidden_size": 1152},
+}  # fmt: skip
+
+
+def test_gemma3_multimodal_hub_config_matches_transformers() -> None:
+    c = ModelConfig.from_dict(GEMMA3_4B_IT)
+    text = transformers.Gemma3Config(**copy.deepcopy(GEMMA3_4B_IT)).text_config
+    assert (c.architecture, c.model_type, c.torch_dtype) == ("Gemma3ForConditionalGeneration", "gemma3", "bfloat16")
+    for ours, theirs in (("vocab_size", "vocab_size"), ("hidden_size", "hidden_size"),
+                         ("num_attention_heads", "num_attention_heads"), ("num_key_value_heads", "num_key_value_heads"),
+                         ("head_dim", "head_dim"), ("num_hidden_layers", "num_hidden_layers"),
+                         ("max_position_embeddings", "max_position_embeddings")):  # fmt: skip
+        assert getattr(c, ours) == getattr(text, theirs), ours
+    assert c.layer_windows == tuple(1024 if t == "sliding_attention" else 0 for t in text.layer_types)
+    assert (c.rope.rope_type, c.rope.factor, c.rope_local.theta) == ("linear", 8.0, 10000.0)
+    assert c.eos_token_ids == (1, 106) and c.tie_word_embeddings and c.qk_norm
+
+
+def test_gemma3_multimodal_bad_text_config() -> None:
+    with pytest.raises(ConfigError, match="text_config"):
+        ModelConfig.from_dict({**GEMMA3_4B_IT, "text_config": [1]})
+    with pytest.raises(ConfigError, match=r"text_config.*num_key_value_heads"):
+        ModelConfig.from_dict({**GEMMA3_4B_IT, "text_config": {"num_key_value_heads": 3}})

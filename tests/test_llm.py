@@ -15,7 +15,7 @@ import pytest
 import slmcore
 from slmcore import _core
 from slmcore.config import ModelConfig, RopeConfig
-from tiny_models import hf_logits, make_tiny_model
+from tiny_models import hf_logits, make_tiny_gemma3_multimodal, make_tiny_model
 
 ISAS = _core.kernels.available_isas()
 
@@ -459,4 +459,62 @@ def test_stablelm_missing_head_norm(models, tmp_path):
     del tensors["model.layers.1.self_attn.k_layernorm.norms.1.weight"]
     save_file(tensors, str(dst / "model.safetensors"))
     with pytest.raises(slmcore.ModelFormatError, match=r"layers\.1\.self_attn\.k_layernorm\.norms\.1"):
+        slmcore.LLM(dst)
+
+
+GEMMA3_MULTIMODAL_TEXT = dict(  # the text model of the `gemma3` case above
+    head_dim=32, num_key_value_heads=1, num_hidden_layers=3, query_pre_attn_scalar=48, sliding_window=6,
+    layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+)
+
+
+@pytest.fixture(scope="module")
+def gemma3_multimodal(tmp_path_factory):
+    """(path, transformers' text-only logits) of a tiny Gemma3ForConditionalGeneration."""
+    path = make_tiny_gemma3_multimodal(tmp_path_factory.mktemp("gemma3-mm") / "m", **GEMMA3_MULTIMODAL_TEXT)
+    return path, hf_logits(path, SEQ)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_gemma3_multimodal_text_part(gemma3_multimodal, isa):
+    """The multimodal wrapper as transformers 5 saves it (language_model.model.*, vision_tower.*):
+    the text part loads from text_config and matches transformers' text-only logits."""
+    path, ref = gemma3_multimodal
+    with slmcore.LLM(path, threads=2) as llm:
+        assert (llm.config.model_type, llm.config.architecture) == ("gemma3", "Gemma3ForConditionalGeneration")
+        assert llm.config.layer_windows == (6, 0, 6) and llm.config.qk_norm
+        llm._engine.set_isa(isa)
+        assert np.abs(llm.logits(SEQ) - ref).max() <= F32_TOL
+        full = llm.logits(SEQ)
+        steps = [llm._prefill(SEQ[:7])] + [llm._decode(t) for t in SEQ[7:]]
+    np.testing.assert_array_equal(np.stack(steps), full[6:])
+
+
+@pytest.mark.parametrize("untied", [False, True])
+def test_gemma3_multimodal_module_layout(gemma3_multimodal, tmp_path, untied):
+    """transformers 5's module names (model.language_model.*, lm_head) load the same, with the
+    vision tensors dropped and, untied, an explicit lm_head (language_model.lm_head in the saved
+    layout). A checkpoint without the text decoder: ModelFormatError."""
+    import json
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    path, ref = gemma3_multimodal
+    dst = tmp_path / "mm"
+    shutil.copytree(path, dst)
+    tensors = load_file(str(path / "model.safetensors"))
+    renamed = {k.replace("language_model.model.", "model.language_model."): v for k, v in tensors.items()
+               if not k.startswith("vision_tower.")}
+    if untied:
+        renamed["lm_head.weight"] = tensors["language_model.model.embed_tokens.weight"]
+        config = json.loads((dst / "config.json").read_text())
+        config["tie_word_embeddings"] = False
+        (dst / "config.json").write_text(json.dumps(config))
+    save_file(renamed, str(dst / "model.safetensors"))
+    with slmcore.LLM(dst) as llm:
+        assert llm.config.tie_word_embeddings is not untied
+        assert np.abs(llm.logits(SEQ) - ref).max() <= F32_TOL
+    save_file({k: v for k, v in tensors.items() if k.startswith("vision_tower.")}, str(dst / "model.safetensors"))
+    with pytest.raises(slmcore.ModelFormatError, match="language_model"):
         slmcore.LLM(dst)

@@ -73,6 +73,24 @@ def make_tiny_model(
     return path
 
 
+def make_tiny_gemma3_multimodal(path: str | Path, seed: int = 0, **text_overrides) -> Path:
+    """A tiny Gemma3ForConditionalGeneration (text model + a one-layer SigLIP vision tower), weights
+    re-drawn as in make_tiny_model, saved by transformers; returns path."""
+    path = Path(path)
+    text = transformers.Gemma3TextConfig(**{**TINY_DEFAULTS, **text_overrides})
+    vision = transformers.SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                             num_attention_heads=2, image_size=28, patch_size=14)
+    config = transformers.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4)
+    torch.manual_seed(seed)
+    model = transformers.Gemma3ForConditionalGeneration(config)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            noise = torch.randn(param.shape, dtype=torch.float32) * INIT_STD
+            param.copy_(1.0 + noise if name.endswith("norm.weight") else noise)
+    model.save_pretrained(path)
+    return path
+
+
 def hf_logits(path: str | Path, token_ids: Sequence[int]) -> np.ndarray:
     """transformers' float32 logits [T, vocab] for one sequence (eager attention)."""
     model = transformers.AutoModelForCausalLM.from_pretrained(
