@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from slmcore.errors import ConfigError
+from slmcore.loader import convert
 
 # architectures[0] -> model_type of the family that runs it.
 SUPPORTED_ARCHITECTURES: dict[str, str] = {
@@ -564,8 +565,7 @@ def _parse_falcon(f: _Fields, architecture: str) -> ModelConfig:
     vocab_size = f.required_int("vocab_size")
     if hidden_size % num_heads:
         raise f.error(f"field 'hidden_size' ({hidden_size}) must be a multiple of 'num_attention_heads' ({num_heads})")
-    if f.get("alibi"):
-        raise f.error("field 'alibi' is true (Falcon-RW); ALiBi is not supported yet")
+    alibi = f.boolean("alibi", f.get("alibi", False))
     new_arch = f.boolean("new_decoder_architecture", f.get("new_decoder_architecture", False))
     multi_query = f.boolean("multi_query", f.get("multi_query", True))
     parallel = f.boolean("parallel_attn", f.get("parallel_attn", True))
@@ -611,7 +611,19 @@ def _parse_falcon(f: _Fields, architecture: str) -> ModelConfig:
         norm="layer",
         mlp="plain",
         parallel_residual=parallel,
+        **(_falcon_alibi(num_heads, hidden_size // num_heads) if alibi else {}),
     )
+
+
+def _falcon_alibi(num_heads: int, head_dim: int) -> dict[str, Any]:
+    """Falcon-RW: ALiBi instead of rotary. Its scores are (q.k + alibi) / sqrt(head_dim), as in the
+    original RefinedWeb code and transformers' sdpa path (transformers 5.24's eager path adds the
+    bias twice), with BLOOM's slopes rounded to bfloat16 first. transformers also rounds each
+    product slope * j to bfloat16; that is exact while it fits bfloat16's 8 significant bits
+    (power-of-two slopes, i.e. 1, 2, 4 or 8 heads, and j < 256) and not reproduced beyond."""
+    slopes = np.array(alibi_slopes(num_heads), np.float32)
+    slopes = convert(convert(slopes, "float32", "bfloat16"), "bfloat16", "float32")
+    return dict(rotary_dim=0, alibi_slopes=tuple(float(np.float32(s / math.sqrt(head_dim))) for s in slopes))
 
 
 # Gemma3TextConfig's defaults for the fields a Gemma 3 multimodal config.json's text_config may

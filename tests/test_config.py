@@ -522,3 +522,19 @@ def test_gemma3_multimodal_bad_text_config() -> None:
         ModelConfig.from_dict({**GEMMA3_4B_IT, "text_config": [1]})
     with pytest.raises(ConfigError, match=r"text_config.*num_key_value_heads"):
         ModelConfig.from_dict({**GEMMA3_4B_IT, "text_config": {"num_key_value_heads": 3}})
+
+
+def test_falcon_rw_alibi() -> None:
+    """falcon-rw-1b (32 heads of 64): no rotary; slopes as BLOOM's, rounded to bfloat16 as
+    transformers' Falcon build_alibi_tensor does, then divided by sqrt(head_dim)."""
+    from slmcore.config import alibi_slopes
+
+    d = {"architectures": ["FalconForCausalLM"], "model_type": "falcon", "alibi": True, "bias": True,
+         "hidden_size": 2048, "multi_query": False, "new_decoder_architecture": False, "num_attention_heads": 32,
+         "num_hidden_layers": 24, "parallel_attn": False, "vocab_size": 50304}  # fmt: skip
+    c = ModelConfig.from_dict(d)
+    bf16 = torch.tensor(alibi_slopes(32)).bfloat16().float().numpy()
+    assert c.rotary_dim == 0 and len(c.alibi_slopes) == 32
+    np.testing.assert_array_equal(np.array(c.alibi_slopes, np.float32), (bf16 / np.float32(8.0)).astype(np.float32))
+    assert bf16[0] != np.float32(alibi_slopes(32)[0])  # 2^-1/4 is not a bfloat16 value
+    assert ModelConfig.from_dict({**d, "alibi": False}).alibi_slopes == ()

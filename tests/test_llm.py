@@ -79,6 +79,10 @@ CASES = [
     # GPT-2: learned positions, LayerNorm with bias, plain gelu MLP, Conv1D weights, fused c_attn.
     ("gpt2", "gpt2", dict()),
     ("distilgpt2-like", "gpt2", dict(n_layer=3, n_head=2, n_inner=None)),
+    # Falcon-RW (falcon-rw-1b's layout): ALiBi instead of rotary, fused qkv interleaved per head,
+    # sequential blocks, biases. 8 heads: slopes 2^-1 .. 2^-8 (see HF_ATTENTION for the oracle).
+    ("falcon-rw", "falcon", dict(alibi=True, multi_query=False, parallel_attn=False, bias=True, num_kv_heads=None,
+                                 num_attention_heads=8, hidden_size=128)),
     # BLOOM: ALiBi with 6 heads (4 + 2 from the next power of two's odd slopes) and 5 heads, the
     # embedding LayerNorm, fused qkv interleaved per head, biases, tied and untied lm_head.
     ("bloom", "bloom", dict(hidden_size=96, num_attention_heads=6)),
@@ -92,6 +96,11 @@ CASES = [
                          "sliding_attention": {"rope_type": "default", "rope_theta": 1000.0}},
     )),
 ]
+
+# transformers 5.24's eager FalconAttention adds the ALiBi bias twice (once in the mask it builds,
+# once in the scores); its sdpa path computes (q.k + alibi) / sqrt(head_dim) as the original
+# Falcon-RW code does, and is the oracle for ALiBi Falcon (test_falcon_rw_eager_adds_alibi_twice).
+HF_ATTENTION = {"falcon-rw": "sdpa"}
 
 SEQ = [3, 17, 250, 4, 99, 1, 0, 288, 77, 12, 5, 160, 33, 2, 201, 45, 6, 7, 299, 88, 100, 150, 42]
 F32_TOL = 1e-4  # max abs error vs transformers f32 (the issue's bound for f32 weights)
@@ -121,7 +130,7 @@ def reference_logits(models):
     def get(case_id: str, dtype: str = "float32", sharded: bool = False):
         key = (case_id, dtype, sharded)
         if key not in cache:
-            cache[key] = hf_logits(models(case_id, dtype, sharded), SEQ)
+            cache[key] = hf_logits(models(case_id, dtype, sharded), SEQ, HF_ATTENTION.get(case_id, "eager"))
         return cache[key]
 
     return get
@@ -177,7 +186,7 @@ def test_sharded_checkpoint(models, reference_logits):
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("kv_dtype", ["float32", "float16"])
 @pytest.mark.parametrize("case_id", ["mistral-window", "gemma3", "gemma2", "gpt2", "phi3-fused", "phi2", "falcon-40b",
-                                     "bloom", "stablelm-12b"])
+                                     "bloom", "stablelm-12b", "falcon-rw"])
 def test_incremental_decode_equals_full_sequence(models, isa, kv_dtype, case_id):
     """Prefill then one token at a time gives bitwise the logits of one full-sequence call: each
     output of the matmul kernels is reduced in an order independent of the number of tokens."""
@@ -353,6 +362,7 @@ def test_slm_cpu_isa_environment_variable(models, isa, tmp_path):
     ("phi2", dict(lm_head_bias=False)),
     ("stablelm-qk-layernorm", dict(qk_norm=False)),
     ("stablelm-12b", dict(qk_norm=False)),
+    ("falcon-rw", dict(alibi_slopes=())),
     ("bloom", dict(alibi_slopes=())),
     ("bloom", dict(embed_norm=False)),
     # 5 heads: the plain geometric rule 2^(-8k/5) instead of transformers' 4 + 1 odd-power slopes
@@ -518,3 +528,19 @@ def test_gemma3_multimodal_module_layout(gemma3_multimodal, tmp_path, untied):
     save_file({k: v for k, v in tensors.items() if k.startswith("vision_tower.")}, str(dst / "model.safetensors"))
     with pytest.raises(slmcore.ModelFormatError, match="language_model"):
         slmcore.LLM(dst)
+
+
+def test_falcon_rw_eager_adds_alibi_twice(models, reference_logits, monkeypatch):
+    """Why the Falcon-RW oracle is transformers' sdpa path: its eager path equals ours with every
+    slope doubled, i.e. it adds the bias twice."""
+    eager = hf_logits(models("falcon-rw"), SEQ, "eager")
+    assert np.abs(eager - reference_logits("falcon-rw")).max() > 100 * F32_TOL
+    real_from_file = ModelConfig.from_file
+
+    def doubled(cls, path):
+        config = real_from_file(path)
+        return replace(config, alibi_slopes=tuple(2 * s for s in config.alibi_slopes))
+
+    monkeypatch.setattr(ModelConfig, "from_file", classmethod(doubled))
+    with slmcore.LLM(models("falcon-rw")) as llm:
+        assert np.abs(llm.logits(SEQ) - eager).max() <= F32_TOL

@@ -91,10 +91,10 @@ def make_tiny_gemma3_multimodal(path: str | Path, seed: int = 0, **text_override
     return path
 
 
-def hf_logits(path: str | Path, token_ids: Sequence[int]) -> np.ndarray:
-    """transformers' float32 logits [T, vocab] for one sequence (eager attention)."""
+def hf_logits(path: str | Path, token_ids: Sequence[int], attn_implementation: str = "eager") -> np.ndarray:
+    """transformers' float32 logits [T, vocab] for one sequence (eager attention unless asked)."""
     model = transformers.AutoModelForCausalLM.from_pretrained(
-        path, dtype=torch.float32, attn_implementation="eager"
+        path, dtype=torch.float32, attn_implementation=attn_implementation
     )
     model.eval()
     with torch.no_grad():
