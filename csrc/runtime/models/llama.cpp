@@ -1,13 +1,15 @@
 // The Llama-family decoder (Llama 2/3, Mistral, Qwen2, Qwen3, Gemma 3): pre-norm blocks of
 // RMSNorm, rotary GQA attention with an optional sliding window, optional q/k/v/o biases and
 // q/k head norms, and a gated MLP (SwiGLU or GeGLU); Gemma's norms of the attention and MLP
-// outputs ("sandwich" norms) and its scaled embedding are switches of the same graph.
+// outputs ("sandwich" norms) and its scaled embedding are switches of the same graph, as are
+// BLOOM's LayerNorm of the embeddings, ALiBi score biases (BLOOM, Falcon-RW) and StableLM's per-head
+// LayerNorm q/k norms.
 //
 // One forward pass over a chunk of tokens, per layer, as five parallel regions (a barrier after
 // each); the RMSNorms are computed redundantly by every thread into its own buffer so that they
 // need no barrier of their own:
 //   1. h = rmsnorm(x); q, k, v = h Wq + bq, h Wk + bk, h Wv + bv; rope(q, k); cache k, v
-//   2. a = softmax(q K^T * scale + causal/window mask) V, per token and head
+//   2. a = softmax(q K^T * scale + causal/window mask [+ ALiBi bias]) V, per token and head
 //   3. x += a Wo + bo                (with an output norm: p = a Wo; then x += rmsnorm(p), one more region)
 //   4. h = rmsnorm(x); m = act(h Wgate) * (h Wup)
 //   5. x += m Wdown                   (with an output norm: as in 3)
