@@ -15,7 +15,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from slmcore.errors import ConfigError
+from slmcore.loader import convert
 
 # architectures[0] -> model_type of the family that runs it.
 SUPPORTED_ARCHITECTURES: dict[str, str] = {
@@ -32,6 +35,8 @@ SUPPORTED_ARCHITECTURES: dict[str, str] = {
     "Gemma2ForCausalLM": "gemma2",
     "FalconForCausalLM": "falcon",
     "RwkvForCausalLM": "rwkv",
+    "BloomForCausalLM": "bloom",
+    "Gemma3ForConditionalGeneration": "gemma3",
 }
 
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "longrope")
@@ -226,6 +231,13 @@ class ModelConfig:
     # RWKV-4 (no attention heads: num_attention_heads, num_key_value_heads and head_dim are 0).
     attention_hidden_size: int | None = None  # width of the time mix's key / value / receptance
     rescale_every: int = 0  # > 0: transformers halves the residual stream after every n-th block at inference
+    embed_norm: bool = False  # LayerNorm (with bias) of the token embeddings (BLOOM's word_embeddings_layernorm)
+    # ALiBi (BLOOM, Falcon-RW): per query head, the slope of the score bias slope * (j - i) for key j
+    # and query i, already multiplied by any factor the family applies to it; () = none.
+    alibi_slopes: tuple[float, ...] = ()
+    # The q/k head norms when qk_norm is set: "rms" (RMSNorm, one [head_dim] weight shared by the
+    # heads: Qwen3, Gemma 3) | "layer_per_head" (LayerNorm without bias, one weight per head: StableLM).
+    head_norm: str = "rms"
     # quantization_config of an slmcore-quantized checkpoint; None for unquantized ones.
     quantization: QuantizationConfig | None = None
 
@@ -318,6 +330,10 @@ def _parse(d: Any, source: str) -> ModelConfig:
         return replace(_parse_falcon(f, architecture), quantization=quantization)
     if model_type == "rwkv":
         return replace(_parse_rwkv(f, architecture), quantization=quantization)
+    if model_type == "bloom":
+        return replace(_parse_bloom(f, architecture), quantization=quantization)
+    if model_type == "gemma3":
+        return replace(_parse_gemma3_multimodal(f, architecture), quantization=quantization)
     defaults = _FAMILY_DEFAULTS[model_type]
 
     vocab_size = f.required_int("vocab_size")
@@ -425,11 +441,17 @@ def _parse(d: Any, source: str) -> ModelConfig:
             rope = _rope(f, max_position_embeddings, allow_partial=True, rotary_dim=rotary_dim)
             variants = dict(activation=activation, rotary_dim=rotary_dim)
         else:
-            for flag in ("qk_layernorm", "use_parallel_residual"):
-                if f.boolean(flag, f.get(flag, False)):
-                    raise f.error(f"field '{flag}' is true; not supported yet for {model_type}")
             rope = _rope(f, max_position_embeddings, allow_partial=True)
             variants = dict(activation=activation, rotary_dim=rotary_dim, norm="layer")
+            if model_type == "stablelm":
+                # StableLM 2 12B: per-head LayerNorms (no bias) of q and k before rope; attention and
+                # MLP in parallel from the one input_layernorm (there is no post_attention_layernorm).
+                variants.update(
+                    qk_norm=f.boolean("qk_layernorm", f.get("qk_layernorm", False)), head_norm="layer_per_head",
+                    parallel_residual=f.boolean("use_parallel_residual", f.get("use_parallel_residual", False)),
+                )  # fmt: skip
+            elif f.boolean("qk_layernorm", f.get("qk_layernorm", False)):
+                raise f.error(f"field 'qk_layernorm' is true; not supported yet for {model_type}")
             if model_type == "phi":  # Phi-2: one LayerNorm feeds attention and a plain MLP in parallel
                 if activation != "gelu_tanh":
                     raise f.error(f"field 'hidden_act' is {hidden_act!r}; phi models run gelu_new / gelu_pytorch_tanh")
@@ -549,8 +571,7 @@ def _parse_falcon(f: _Fields, architecture: str) -> ModelConfig:
     vocab_size = f.required_int("vocab_size")
     if hidden_size % num_heads:
         raise f.error(f"field 'hidden_size' ({hidden_size}) must be a multiple of 'num_attention_heads' ({num_heads})")
-    if f.get("alibi"):
-        raise f.error("field 'alibi' is true (Falcon-RW); ALiBi is not supported yet")
+    alibi = f.boolean("alibi", f.get("alibi", False))
     new_arch = f.boolean("new_decoder_architecture", f.get("new_decoder_architecture", False))
     multi_query = f.boolean("multi_query", f.get("multi_query", True))
     parallel = f.boolean("parallel_attn", f.get("parallel_attn", True))
@@ -596,6 +617,117 @@ def _parse_falcon(f: _Fields, architecture: str) -> ModelConfig:
         norm="layer",
         mlp="plain",
         parallel_residual=parallel,
+        **(_falcon_alibi(num_heads, hidden_size // num_heads) if alibi else {}),
+    )
+
+
+def _falcon_alibi(num_heads: int, head_dim: int) -> dict[str, Any]:
+    """Falcon-RW: ALiBi instead of rotary. Its scores are (q.k + alibi) / sqrt(head_dim), as in the
+    original RefinedWeb code and transformers' sdpa path (transformers 5.24's eager path adds the
+    bias twice), with BLOOM's slopes rounded to bfloat16 first. transformers also rounds each
+    product slope * j to bfloat16; that is exact while it fits bfloat16's 8 significant bits
+    (power-of-two slopes, i.e. 1, 2, 4 or 8 heads, and j < 256) and not reproduced beyond."""
+    slopes = np.array(alibi_slopes(num_heads), np.float32)
+    slopes = convert(convert(slopes, "float32", "bfloat16"), "bfloat16", "float32")
+    return dict(rotary_dim=0, alibi_slopes=tuple(float(np.float32(s / math.sqrt(head_dim))) for s in slopes))
+
+
+# Gemma3TextConfig's defaults for the fields a Gemma 3 multimodal config.json's text_config may
+# leave out (the hub's gemma-3-4b-it gives only hidden_size, intermediate_size, num_hidden_layers,
+# rope_scaling and sliding_window); the other fields default as for gemma3_text.
+_GEMMA3_TEXT_REQUIRED_DEFAULTS = {
+    "vocab_size": 262208, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+    "num_attention_heads": 8,
+}  # fmt: skip
+
+
+def _parse_gemma3_multimodal(f: _Fields, architecture: str) -> ModelConfig:
+    """Gemma 3 image-text models (Gemma3ForConditionalGeneration, model_type gemma3): the text model
+    is read from text_config as a gemma3_text config (the vision tower is not run); dtype and the
+    special token ids at the top level apply when text_config has none. tie_word_embeddings is the
+    top level's (transformers ties the wrapper's lm_head by the wrapper's config), default true."""
+    text = f.d.get("text_config")
+    if text is None:
+        text = {}
+    if not isinstance(text, dict):
+        raise f.error(f"field 'text_config' must be an object, got {text!r:.100}")
+    merged = {**_GEMMA3_TEXT_REQUIRED_DEFAULTS, **text}
+    for key in ("dtype", "torch_dtype", "bos_token_id", "eos_token_id"):
+        if f.d.get(key) is not None and key not in text:
+            merged[key] = f.d[key]
+    merged["tie_word_embeddings"] = f.boolean("tie_word_embeddings", f.get("tie_word_embeddings", True))
+    merged.update(architectures=["Gemma3ForCausalLM"], model_type="gemma3_text")
+    merged.pop("quantization_config", None)  # the top-level one applies (parsed by the caller)
+    parsed = _parse(merged, f"{f.source} (text_config)")
+    return replace(parsed, architecture=architecture, model_type="gemma3", raw=f.d)
+
+
+def alibi_slopes(num_heads: int) -> tuple[float, ...]:
+    """ALiBi's per-head slopes (Press et al. 2021), as transformers' _get_alibi_slopes computes them
+    in float32: for n heads, with p the largest power of two <= n, the geometric sequence
+    2^(-8k/p) for k = 1..p, then for the n - p remaining heads the odd terms 2^(-4k/p), k = 1, 3, 5, ...
+    of the sequence for 2p heads."""
+    closest = 2 ** int(math.floor(math.log2(num_heads)))
+    base = float(np.float32(2.0 ** (-(2.0 ** -(math.log2(closest) - 3)))))
+    slopes = [base**k for k in range(1, closest + 1)]
+    if closest != num_heads:
+        extra_base = float(np.float32(2.0 ** (-(2.0 ** -(math.log2(2 * closest) - 3)))))
+        remaining = min(closest, num_heads - closest)
+        slopes += [extra_base**k for k in range(1, 2 * remaining, 2)]
+    return tuple(float(np.float32(s)) for s in slopes)
+
+
+def _parse_bloom(f: _Fields, architecture: str) -> ModelConfig:
+    """BLOOM / BLOOMZ (BloomConfig names: n_embed or hidden_size, n_layer, n_head): ALiBi instead of
+    positions, a LayerNorm of the embeddings, LayerNorms and biases everywhere, a plain MLP of width
+    4 * hidden with BLOOM's tanh GELU (0.79788456 ~ sqrt(2/pi): our gelu_tanh), tied lm_head."""
+
+    def first(*names: str) -> int:  # BloomConfig's attribute_map: n_layer <- num_hidden_layers, ...
+        for name in names:
+            if f.d.get(name) is not None:
+                return f.integer(name, f.d[name])
+        raise f.error(f"required field '{names[0]}' is missing")
+
+    hidden_size = first("n_embed", "hidden_size")  # BloomConfig: n_embed wins when given
+    num_layers = first("n_layer", "num_hidden_layers")
+    num_heads = first("n_head", "num_attention_heads")
+    vocab_size = f.required_int("vocab_size")
+    if hidden_size % num_heads:
+        raise f.error(f"field 'hidden_size' ({hidden_size}) must be a multiple of 'n_head' ({num_heads})")
+    if f.get("apply_residual_connection_post_layernorm"):
+        raise f.error("field 'apply_residual_connection_post_layernorm' is true; not supported yet")
+    # ALiBi has no position table; seq_length (the training length, in hub configs) bounds max_seq_len.
+    max_pos = f.integer("seq_length", f.get("seq_length", 2048))
+    bos_token_id, eos_token_ids = _special_ids(f, 1, 2)
+    return ModelConfig(
+        architecture=architecture,
+        model_type="bloom",
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=4 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
+        head_dim=hidden_size // num_heads,
+        rms_norm_eps=f.number("layer_norm_epsilon", f.get("layer_norm_epsilon", 1e-5)),
+        max_position_embeddings=max_pos,
+        tie_word_embeddings=f.boolean("tie_word_embeddings", f.get("tie_word_embeddings", True)),
+        qkv_bias=True,
+        o_proj_bias=True,
+        mlp_bias=True,
+        hidden_act="bloom_gelu",
+        rope=RopeConfig(theta=10000.0, rope_type="default"),  # unused: rotary_dim is 0
+        layer_windows=(0,) * num_layers,
+        torch_dtype=_torch_dtype(f),
+        bos_token_id=bos_token_id,
+        eos_token_ids=eos_token_ids,
+        raw=f.d,
+        activation="gelu_tanh",
+        rotary_dim=0,
+        norm="layer",
+        mlp="plain",
+        embed_norm=True,
+        alibi_slopes=alibi_slopes(num_heads),
     )
 
 

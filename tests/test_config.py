@@ -320,7 +320,7 @@ def test_hidden_not_divisible_by_heads_without_head_dim() -> None:
 @pytest.mark.parametrize(
     "changes",
     [
-        {"architectures": ["BloomForCausalLM"], "model_type": "bloom"},
+        {"architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox"},
         {"architectures": ["LlamaModel"]},
         {"architectures": _DELETE, "model_type": "mamba"},
         {"architectures": _DELETE, "model_type": _DELETE},
@@ -329,7 +329,8 @@ def test_hidden_not_divisible_by_heads_without_head_dim() -> None:
 def test_unsupported_architecture_lists_supported(changes: dict) -> None:
     with pytest.raises(ConfigError) as e:
         parse(**changes)
-    for name in ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "llama", "mistral", "qwen2"):
+    for name in ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "llama", "mistral", "qwen2",
+                 "BloomForCausalLM", "bloom"):
         assert name in str(e.value)
 
 
@@ -456,3 +457,84 @@ def test_qwen3_defaults() -> None:
     c = ModelConfig.from_dict({**base, "attention_bias": True, "use_sliding_window": True, "sliding_window": 4,
                                "max_window_layers": 1, "head_dim": 4})
     assert c.qkv_bias and c.o_proj_bias and c.layer_windows == (0, 4)
+
+
+# --- BLOOM ----------------------------------------------------------------------------------------
+
+BLOOM_HUB = {  # bigscience/bloom-560m's spelling, sizes shrunk
+    "architectures": ["BloomForCausalLM"], "model_type": "bloom", "vocab_size": 300, "n_embed": 96,
+    "n_layer": 2, "num_attention_heads": 6, "layer_norm_epsilon": 1e-5, "seq_length": 2048,
+    "apply_residual_connection_post_layernorm": False, "offset_alibi": 100, "skip_bias_add": True,
+}  # fmt: skip
+
+
+def test_bloom_hub_spelling() -> None:
+    from slmcore.config import alibi_slopes
+
+    c = ModelConfig.from_dict(BLOOM_HUB)
+    assert (c.model_type, c.hidden_size, c.num_hidden_layers, c.num_attention_heads) == ("bloom", 96, 2, 6)
+    assert (c.num_key_value_heads, c.head_dim, c.intermediate_size) == (6, 16, 384)
+    assert c.alibi_slopes == alibi_slopes(6) and c.embed_norm and c.rotary_dim == 0 and c.tie_word_embeddings
+    assert c.max_position_embeddings == 2048 and (c.bos_token_id, c.eos_token_ids) == (1, (2,))
+    # transformers 5 writes hidden_size / n_head / n_layer
+    d = {k: v for k, v in BLOOM_HUB.items() if k not in ("n_embed", "num_attention_heads")}
+    assert ModelConfig.from_dict({**d, "hidden_size": 96, "n_head": 6}).alibi_slopes == c.alibi_slopes
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"apply_residual_connection_post_layernorm": True}, "apply_residual_connection_post_layernorm"),
+    ({"n_embed": 100}, "multiple of 'n_head'"),
+    ({"n_layer": None}, "'n_layer' is missing"),
+])  # fmt: skip
+def test_bloom_refusals(changes: dict, words: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        ModelConfig.from_dict({**BLOOM_HUB, **changes})
+
+
+# --- Gemma 3 multimodal wrapper -------------------------------------------------------------------
+
+GEMMA3_4B_IT = {  # google/gemma-3-4b-it's config.json, vision_config shortened
+    "architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3", "boi_token_index": 255999,
+    "eoi_token_index": 256000, "eos_token_id": [1, 106], "image_token_index": 262144, "mm_tokens_per_image": 256,
+    "text_config": {"hidden_size": 2560, "intermediate_size": 10240, "model_type": "gemma3_text",
+                    "num_hidden_layers": 34, "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+                    "sliding_window": 1024},
+    "torch_dtype": "bfloat16", "vision_config": {"model_type": "siglip_vision_model", "hidden_size": 1152},
+}  # fmt: skip
+
+
+def test_gemma3_multimodal_hub_config_matches_transformers() -> None:
+    c = ModelConfig.from_dict(GEMMA3_4B_IT)
+    text = transformers.Gemma3Config(**copy.deepcopy(GEMMA3_4B_IT)).text_config
+    assert (c.architecture, c.model_type, c.torch_dtype) == ("Gemma3ForConditionalGeneration", "gemma3", "bfloat16")
+    for ours, theirs in (("vocab_size", "vocab_size"), ("hidden_size", "hidden_size"),
+                         ("num_attention_heads", "num_attention_heads"), ("num_key_value_heads", "num_key_value_heads"),
+                         ("head_dim", "head_dim"), ("num_hidden_layers", "num_hidden_layers"),
+                         ("max_position_embeddings", "max_position_embeddings")):  # fmt: skip
+        assert getattr(c, ours) == getattr(text, theirs), ours
+    assert c.layer_windows == tuple(1024 if t == "sliding_attention" else 0 for t in text.layer_types)
+    assert (c.rope.rope_type, c.rope.factor, c.rope_local.theta) == ("linear", 8.0, 10000.0)
+    assert c.eos_token_ids == (1, 106) and c.tie_word_embeddings and c.qk_norm
+
+
+def test_gemma3_multimodal_bad_text_config() -> None:
+    with pytest.raises(ConfigError, match="text_config"):
+        ModelConfig.from_dict({**GEMMA3_4B_IT, "text_config": [1]})
+    with pytest.raises(ConfigError, match=r"text_config.*num_key_value_heads"):
+        ModelConfig.from_dict({**GEMMA3_4B_IT, "text_config": {"num_key_value_heads": 3}})
+
+
+def test_falcon_rw_alibi() -> None:
+    """falcon-rw-1b (32 heads of 64): no rotary; slopes as BLOOM's, rounded to bfloat16 as
+    transformers' Falcon build_alibi_tensor does, then divided by sqrt(head_dim)."""
+    from slmcore.config import alibi_slopes
+
+    d = {"architectures": ["FalconForCausalLM"], "model_type": "falcon", "alibi": True, "bias": True,
+         "hidden_size": 2048, "multi_query": False, "new_decoder_architecture": False, "num_attention_heads": 32,
+         "num_hidden_layers": 24, "parallel_attn": False, "vocab_size": 50304}  # fmt: skip
+    c = ModelConfig.from_dict(d)
+    bf16 = torch.tensor(alibi_slopes(32)).bfloat16().float().numpy()
+    assert c.rotary_dim == 0 and len(c.alibi_slopes) == 32
+    np.testing.assert_array_equal(np.array(c.alibi_slopes, np.float32), (bf16 / np.float32(8.0)).astype(np.float32))
+    assert bf16[0] != np.float32(alibi_slopes(32)[0])  # 2^-1/4 is not a bfloat16 value
+    assert ModelConfig.from_dict({**d, "alibi": False}).alibi_slopes == ()

@@ -413,6 +413,38 @@ def test_attention_softcap(isa, head_dim):
             assert np.abs(K.attention(isa, q, k, v, scale, b, e) - want).max() > 10 * tol
 
 
+@pytest.mark.parametrize("head_dim", [13, 64])
+@pytest.mark.parametrize("kv_dtype", [np.float32, np.float16], ids=["float32", "float16"])
+@pytest.mark.parametrize("isa", ISAS)
+def test_attention_alibi(isa, kv_dtype, head_dim):
+    """ALiBi: s_j += slope * (j - i) with the query at i = kv_end - 1, for BLOOM's range of slopes
+    (2^-8 .. 0.5) and a negative one; windows [kv_begin, kv_end) that start past 0. Without the
+    bias (or with the opposite sign) the result is far off; with softcap the bias comes after the cap."""
+    rng = rng_for("attention-alibi", isa, kv_dtype.__name__, head_dim)
+    dname = np.dtype(kv_dtype).name
+    for n_pos, b, e in ATTN_CASES:
+        for slope in (0.5, 2.0**-8, 0.0883883476, -0.25):
+            q = rng.standard_normal(head_dim).astype(np.float32)
+            k = rng.standard_normal((n_pos, head_dim)).astype(kv_dtype)
+            v = rng.standard_normal((n_pos, head_dim)).astype(kv_dtype)
+            scale = 1.0 / math.sqrt(head_dim)
+            slope32 = np.float32(slope)
+            got = K.attention(isa, q, k, v, scale, b, e, alibi_slope=slope)
+            want = ref.attention(q, k[b:e], v[b:e], np.float32(scale), alibi_slope=slope32)
+            tol = bound("attention", dname, q=q, k=k[b:e], v=v[b:e], scale=scale, n_pos=e - b, alibi_slope=slope)
+            err = np.abs(got - want).max()
+            assert err <= tol, f"n_pos {n_pos} [{b}, {e}) slope {slope}: {err:.3g} > {tol:.3g}"
+            if e - b > 8 and abs(slope) >= 0.25:  # the bias matters, and its sign
+                assert np.abs(K.attention(isa, q, k, v, scale, b, e) - want).max() > 10 * tol
+                assert np.abs(K.attention(isa, q, k, v, scale, b, e, alibi_slope=-slope) - want).max() > 10 * tol
+        if kv_dtype is np.float32:  # softcap first, then the bias
+            q = (rng.standard_normal(head_dim) * 8).astype(np.float32)
+            got = K.attention(isa, q, k, v, scale, b, e, softcap=3.0, alibi_slope=0.125)
+            want = ref.attention(q, k[b:e], v[b:e], np.float32(scale), softcap=3.0, alibi_slope=np.float32(0.125))
+            tol = bound("attention", dname, q=q, k=k[b:e], v=v[b:e], scale=scale, n_pos=e - b, alibi_slope=0.125)
+            assert np.abs(got - want).max() <= tol
+
+
 @pytest.mark.parametrize("kv_dtype", [np.float32, np.float16], ids=["float32", "float16"])
 @pytest.mark.parametrize("isa", ISAS)
 def test_attention_strided_unaligned_cache(isa, kv_dtype):
@@ -444,6 +476,8 @@ def test_attention_argument_checks():
         K.attention("generic", q, k.astype(np.float64), k, 1.0, 0, 4)
     with pytest.raises(E):
         K.attention("generic", np.ones(7, np.float32), k, k, 1.0, 0, 4)
+    with pytest.raises(E):
+        K.attention("generic", q, k, k, 1.0, 0, 4, alibi_slope=float("nan"))
 
 
 # ----------------------------------------------------------------------------------------------

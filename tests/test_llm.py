@@ -15,7 +15,7 @@ import pytest
 import slmcore
 from slmcore import _core
 from slmcore.config import ModelConfig, RopeConfig
-from tiny_models import hf_logits, make_tiny_model
+from tiny_models import hf_logits, make_tiny_gemma3_multimodal, make_tiny_model
 
 ISAS = _core.kernels.available_isas()
 
@@ -57,6 +57,10 @@ CASES = [
     # StableLM 2: LayerNorm with bias, partial rotary (default 1/4 of head_dim), optional qkv bias.
     ("stablelm", "stablelm", dict(use_qkv_bias=True, tie_word_embeddings=False)),
     ("stablelm-half-rotary", "stablelm", dict(partial_rotary_factor=0.5, tie_word_embeddings=True)),
+    # StableLM 2 12B: per-head q/k LayerNorms (a weight per head, GQA: 4 q and 2 k norms) and
+    # attention + MLP in parallel from the one input_layernorm; and qk_layernorm alone.
+    ("stablelm-12b", "stablelm", dict(qk_layernorm=True, use_parallel_residual=True, use_qkv_bias=True)),
+    ("stablelm-qk-layernorm", "stablelm", dict(qk_layernorm=True, partial_rotary_factor=0.5)),
     # Gemma (1): GeGLU, (1+w) norms, scaled embedding, head_dim 256 default overridden, MQA.
     ("gemma", "gemma", dict(head_dim=24, num_key_value_heads=1, hidden_act="gelu")),
     # Gemma 2: attention and final logit soft-capping (small caps so they bite), sandwich norms,
@@ -75,6 +79,14 @@ CASES = [
     # GPT-2: learned positions, LayerNorm with bias, plain gelu MLP, Conv1D weights, fused c_attn.
     ("gpt2", "gpt2", dict()),
     ("distilgpt2-like", "gpt2", dict(n_layer=3, n_head=2, n_inner=None)),
+    # Falcon-RW (falcon-rw-1b's layout): ALiBi instead of rotary, fused qkv interleaved per head,
+    # sequential blocks, biases. 8 heads: slopes 2^-1 .. 2^-8 (see HF_ATTENTION for the oracle).
+    ("falcon-rw", "falcon", dict(alibi=True, multi_query=False, parallel_attn=False, bias=True, num_kv_heads=None,
+                                 num_attention_heads=8, hidden_size=128)),
+    # BLOOM: ALiBi with 6 heads (4 + 2 from the next power of two's odd slopes) and 5 heads, the
+    # embedding LayerNorm, fused qkv interleaved per head, biases, tied and untied lm_head.
+    ("bloom", "bloom", dict(hidden_size=96, num_attention_heads=6)),
+    ("bloom-5-heads-untied", "bloom", dict(hidden_size=80, num_attention_heads=5, tie_word_embeddings=False)),
     # Gemma 3: GeGLU, q/k norms, sandwich norms, (1+w) norms, scaled embedding, query_pre_attn_scalar
     # != head_dim, MQA, window 6 on two of three layers with their own rope, linear scaling on the global one.
     ("gemma3", "gemma3_text", dict(
@@ -84,6 +96,11 @@ CASES = [
                          "sliding_attention": {"rope_type": "default", "rope_theta": 1000.0}},
     )),
 ]
+
+# transformers 5.24's eager FalconAttention adds the ALiBi bias twice (once in the mask it builds,
+# once in the scores); its sdpa path computes (q.k + alibi) / sqrt(head_dim) as the original
+# Falcon-RW code does, and is the oracle for ALiBi Falcon (test_falcon_rw_eager_adds_alibi_twice).
+HF_ATTENTION = {"falcon-rw": "sdpa"}
 
 SEQ = [3, 17, 250, 4, 99, 1, 0, 288, 77, 12, 5, 160, 33, 2, 201, 45, 6, 7, 299, 88, 100, 150, 42]
 F32_TOL = 1e-4  # max abs error vs transformers f32 (the issue's bound for f32 weights)
@@ -113,7 +130,7 @@ def reference_logits(models):
     def get(case_id: str, dtype: str = "float32", sharded: bool = False):
         key = (case_id, dtype, sharded)
         if key not in cache:
-            cache[key] = hf_logits(models(case_id, dtype, sharded), SEQ)
+            cache[key] = hf_logits(models(case_id, dtype, sharded), SEQ, HF_ATTENTION.get(case_id, "eager"))
         return cache[key]
 
     return get
@@ -168,7 +185,8 @@ def test_sharded_checkpoint(models, reference_logits):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("kv_dtype", ["float32", "float16"])
-@pytest.mark.parametrize("case_id", ["mistral-window", "gemma3", "gemma2", "gpt2", "phi3-fused", "phi2", "falcon-40b"])
+@pytest.mark.parametrize("case_id", ["mistral-window", "gemma3", "gemma2", "gpt2", "phi3-fused", "phi2", "falcon-40b",
+                                     "bloom", "stablelm-12b", "falcon-rw"])
 def test_incremental_decode_equals_full_sequence(models, isa, kv_dtype, case_id):
     """Prefill then one token at a time gives bitwise the logits of one full-sequence call: each
     output of the matmul kernels is reduced in an order independent of the number of tokens."""
@@ -342,6 +360,13 @@ def test_slm_cpu_isa_environment_variable(models, isa, tmp_path):
     ("gemma2", dict(layer_windows=(0, 0, 0))),
     ("gemma", dict(embed_scale=1.0)),
     ("phi2", dict(lm_head_bias=False)),
+    ("stablelm-qk-layernorm", dict(qk_norm=False)),
+    ("stablelm-12b", dict(qk_norm=False)),
+    ("falcon-rw", dict(alibi_slopes=())),
+    ("bloom", dict(alibi_slopes=())),
+    ("bloom", dict(embed_norm=False)),
+    # 5 heads: the plain geometric rule 2^(-8k/5) instead of transformers' 4 + 1 odd-power slopes
+    ("bloom-5-heads-untied", dict(alibi_slopes=tuple(2.0 ** (-8 * k / 5) for k in range(1, 6)))),
 ])
 def test_each_variant_switch_matters(models, reference_logits, monkeypatch, case_id, change):
     """Turning any one of a family's switches off moves the logits far outside the tolerance, so
@@ -374,3 +399,148 @@ def test_gpt2_hub_layout_without_prefix_and_with_mask_buffers(models, reference_
     save_file(tensors, str(dst / "model.safetensors"))
     with pytest.raises(slmcore.ModelFormatError, match="wpe"):
         slmcore.LLM(dst)
+
+
+def test_alibi_slopes_match_transformers():
+    """BLOOM's slopes for every head count up to 64, powers of two or not: exact below 32 heads;
+    from 32 on (base 2^-1/4) torch's float32 pow can differ from the correctly rounded value by
+    one unit in the last place."""
+    from transformers.models.bloom.modeling_bloom import _get_alibi_slopes
+
+    from slmcore.config import alibi_slopes
+
+    for n in range(1, 65):
+        ours = np.array(alibi_slopes(n), np.float32)
+        theirs = _get_alibi_slopes(n, "cpu").numpy()
+        assert ours.shape == theirs.shape == (n,)
+        ulps = np.abs(ours.view(np.int32) - theirs.view(np.int32)).max()
+        assert ulps <= (0 if n < 32 else 1), n
+
+
+def test_bloom_hub_layout_without_prefix(models, reference_logits, tmp_path):
+    """Hub BLOOM files name tensors without `transformer.`; they load the same. Without the
+    embedding LayerNorm: ModelFormatError naming it."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    src = models("bloom")
+    dst = tmp_path / "hub-bloom"
+    shutil.copytree(src, dst)
+    tensors = {k.removeprefix("transformer."): v for k, v in load_file(str(src / "model.safetensors")).items()}
+    save_file(tensors, str(dst / "model.safetensors"))
+    with slmcore.LLM(dst) as llm:
+        assert np.abs(llm.logits(SEQ) - reference_logits("bloom")).max() <= F32_TOL
+    del tensors["word_embeddings_layernorm.bias"]
+    save_file(tensors, str(dst / "model.safetensors"))
+    with pytest.raises(slmcore.ModelFormatError, match="word_embeddings_layernorm"):
+        slmcore.LLM(dst)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_alibi_with_gqa_matches_reference_forward(models, monkeypatch, isa):
+    """ALiBi on the llama graph (rope and GQA too) against the float64 reference forward: the
+    engine gives each query head its own slope, with the sign and the query position right."""
+    from slmcore.loader import Checkpoint
+    from slmcore.models import family_for
+    from slmcore.reference.forward import forward
+
+    path = models("llama-untied-llama3-rope-bias")
+    config = replace(ModelConfig.from_file(path), alibi_slopes=(0.5, -0.25, 0.125, 0.0))
+    with Checkpoint.open(path) as checkpoint:
+        ref = forward(config, family_for(config).engine_weights(config, checkpoint), SEQ)
+        plain = forward(replace(config, alibi_slopes=()), family_for(config).engine_weights(config, checkpoint), SEQ)
+    assert np.abs(ref - plain).max() > 100 * F32_TOL
+    monkeypatch.setattr(ModelConfig, "from_file", classmethod(lambda cls, p: config))
+    with slmcore.LLM(path) as llm:
+        llm._engine.set_isa(isa)
+        assert np.abs(llm.logits(SEQ) - ref).max() <= F32_TOL
+
+
+def test_stablelm_missing_head_norm(models, tmp_path):
+    """A qk_layernorm checkpoint without one head's norm: ModelFormatError naming the tensor."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    dst = tmp_path / "stablelm"
+    shutil.copytree(models("stablelm-12b"), dst)
+    tensors = load_file(str(dst / "model.safetensors"))
+    del tensors["model.layers.1.self_attn.k_layernorm.norms.1.weight"]
+    save_file(tensors, str(dst / "model.safetensors"))
+    with pytest.raises(slmcore.ModelFormatError, match=r"layers\.1\.self_attn\.k_layernorm\.norms\.1"):
+        slmcore.LLM(dst)
+
+
+GEMMA3_MULTIMODAL_TEXT = dict(  # the text model of the `gemma3` case above
+    head_dim=32, num_key_value_heads=1, num_hidden_layers=3, query_pre_attn_scalar=48, sliding_window=6,
+    layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+)
+
+
+@pytest.fixture(scope="module")
+def gemma3_multimodal(tmp_path_factory):
+    """(path, transformers' text-only logits) of a tiny Gemma3ForConditionalGeneration."""
+    path = make_tiny_gemma3_multimodal(tmp_path_factory.mktemp("gemma3-mm") / "m", **GEMMA3_MULTIMODAL_TEXT)
+    return path, hf_logits(path, SEQ)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_gemma3_multimodal_text_part(gemma3_multimodal, isa):
+    """The multimodal wrapper as transformers 5 saves it (language_model.model.*, vision_tower.*):
+    the text part loads from text_config and matches transformers' text-only logits."""
+    path, ref = gemma3_multimodal
+    with slmcore.LLM(path, threads=2) as llm:
+        assert (llm.config.model_type, llm.config.architecture) == ("gemma3", "Gemma3ForConditionalGeneration")
+        assert llm.config.layer_windows == (6, 0, 6) and llm.config.qk_norm
+        llm._engine.set_isa(isa)
+        assert np.abs(llm.logits(SEQ) - ref).max() <= F32_TOL
+        full = llm.logits(SEQ)
+        steps = [llm._prefill(SEQ[:7])] + [llm._decode(t) for t in SEQ[7:]]
+    np.testing.assert_array_equal(np.stack(steps), full[6:])
+
+
+@pytest.mark.parametrize("untied", [False, True])
+def test_gemma3_multimodal_module_layout(gemma3_multimodal, tmp_path, untied):
+    """transformers 5's module names (model.language_model.*, lm_head) load the same, with the
+    vision tensors dropped and, untied, an explicit lm_head (language_model.lm_head in the saved
+    layout). A checkpoint without the text decoder: ModelFormatError."""
+    import json
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    path, ref = gemma3_multimodal
+    dst = tmp_path / "mm"
+    shutil.copytree(path, dst)
+    tensors = load_file(str(path / "model.safetensors"))
+    renamed = {k.replace("language_model.model.", "model.language_model."): v for k, v in tensors.items()
+               if not k.startswith("vision_tower.")}
+    if untied:
+        renamed["lm_head.weight"] = tensors["language_model.model.embed_tokens.weight"]
+        config = json.loads((dst / "config.json").read_text())
+        config["tie_word_embeddings"] = False
+        (dst / "config.json").write_text(json.dumps(config))
+    save_file(renamed, str(dst / "model.safetensors"))
+    with slmcore.LLM(dst) as llm:
+        assert llm.config.tie_word_embeddings is not untied
+        assert np.abs(llm.logits(SEQ) - ref).max() <= F32_TOL
+    save_file({k: v for k, v in tensors.items() if k.startswith("vision_tower.")}, str(dst / "model.safetensors"))
+    with pytest.raises(slmcore.ModelFormatError, match="language_model"):
+        slmcore.LLM(dst)
+
+
+def test_falcon_rw_eager_adds_alibi_twice(models, reference_logits, monkeypatch):
+    """Why the Falcon-RW oracle is transformers' sdpa path: its eager path equals ours with every
+    slope doubled, i.e. it adds the bias twice."""
+    eager = hf_logits(models("falcon-rw"), SEQ, "eager")
+    assert np.abs(eager - reference_logits("falcon-rw")).max() > 100 * F32_TOL
+    real_from_file = ModelConfig.from_file
+
+    def doubled(cls, path):
+        config = real_from_file(path)
+        return replace(config, alibi_slopes=tuple(2 * s for s in config.alibi_slopes))
+
+    monkeypatch.setattr(ModelConfig, "from_file", classmethod(doubled))
+    with slmcore.LLM(models("falcon-rw")) as llm:
+        assert np.abs(llm.logits(SEQ) - eager).max() <= F32_TOL

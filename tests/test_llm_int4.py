@@ -161,7 +161,24 @@ def test_int4_kernels_are_bitwise_equal_across_isas(models):
 # --- save and reload ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case_id", ["llama-tied", "gemma3", "phi3-fused", "gpt2"])
+@pytest.mark.parametrize("case_id", [c for c in FAMILY_CASES if not c.startswith("rwkv")])
+def test_canonical_shapes_describe_every_family(models, case_id):
+    """A quantized checkpoint stores the engine's canonical weights (slmcore.models.llama.weight_shapes):
+    every family's weights must be exactly those, or a save / load would drop or miss one."""
+    from slmcore.config import ModelConfig
+    from slmcore.loader import Checkpoint
+    from slmcore.models import family_for
+    from slmcore.models.llama import weight_shapes
+
+    path = models(case_id)
+    config = ModelConfig.from_file(path)
+    with Checkpoint.open(path) as checkpoint:
+        weights = family_for(config).engine_weights(config, checkpoint, "auto")
+        shapes = {name: tuple(array.shape) for name, (array, _) in weights.items()}
+    assert shapes == weight_shapes(config)
+
+
+@pytest.mark.parametrize("case_id", ["llama-tied", "gemma3", "phi3-fused", "gpt2", "bloom", "stablelm-qk-layernorm"])
 def test_save_quantized_then_load_gives_identical_logits(models, tmp_path, case_id):
     with slmcore.LLM(models(case_id), quant="int4", group_size=64) as llm:
         before = llm.logits(SEQ)

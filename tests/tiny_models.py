@@ -27,6 +27,7 @@ CONFIG_CLASSES = {
     "gemma2": transformers.Gemma2Config,
     "falcon": transformers.FalconConfig,
     "rwkv": transformers.RwkvConfig,
+    "bloom": transformers.BloomConfig,
 }
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -82,7 +83,7 @@ def make_tiny_model(
         for name, param in model.named_parameters():
             noise = torch.randn(param.shape, dtype=torch.float32) * INIT_STD
             is_norm = name.endswith(("norm.weight", "ln_1.weight", "ln_2.weight", "ln_f.weight", "ln_attn.weight",
-                                     "ln_mlp.weight", "ln1.weight", "ln2.weight", "pre_ln.weight", "ln_out.weight"))
+                                     "ln_mlp.weight", "ln1.weight", "ln2.weight", "pre_ln.weight", "ln_out.weight")) or ".norms." in name  # StableLM's per-head q/k LayerNorms
             time_parameter = _rwkv_time_parameter(name, param.shape) if arch == "rwkv" else None
             if time_parameter is not None:
                 param.copy_(time_parameter)
@@ -94,10 +95,28 @@ def make_tiny_model(
     return path
 
 
-def hf_logits(path: str | Path, token_ids: Sequence[int]) -> np.ndarray:
-    """transformers' float32 logits [T, vocab] for one sequence (eager attention)."""
+def make_tiny_gemma3_multimodal(path: str | Path, seed: int = 0, **text_overrides) -> Path:
+    """A tiny Gemma3ForConditionalGeneration (text model + a one-layer SigLIP vision tower), weights
+    re-drawn as in make_tiny_model, saved by transformers; returns path."""
+    path = Path(path)
+    text = transformers.Gemma3TextConfig(**{**TINY_DEFAULTS, **text_overrides})
+    vision = transformers.SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                             num_attention_heads=2, image_size=28, patch_size=14)
+    config = transformers.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4)
+    torch.manual_seed(seed)
+    model = transformers.Gemma3ForConditionalGeneration(config)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            noise = torch.randn(param.shape, dtype=torch.float32) * INIT_STD
+            param.copy_(1.0 + noise if name.endswith("norm.weight") else noise)
+    model.save_pretrained(path)
+    return path
+
+
+def hf_logits(path: str | Path, token_ids: Sequence[int], attn_implementation: str = "eager") -> np.ndarray:
+    """transformers' float32 logits [T, vocab] for one sequence (eager attention unless asked)."""
     model = transformers.AutoModelForCausalLM.from_pretrained(
-        path, dtype=torch.float32, attn_implementation="eager"
+        path, dtype=torch.float32, attn_implementation=attn_implementation
     )
     model.eval()
     with torch.no_grad():

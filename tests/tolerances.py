@@ -43,6 +43,7 @@ TOLERANCES: dict[tuple[str, str], float] = {
     # products; it becomes a relative error of p_j, the vectorised exp adds ~1 ulp, and the
     # weighted sum of V and the sum of p add a few roundings that grow slowly with n_pos. K/V in
     # f16 are widened exactly. Observed worst ratio to the scale 0.53 (head_dim 8..256, n_pos 1..3000).
+    # With ALiBi the bias |slope| * n_pos joins the score term (one more rounding of that size).
     ("attention", "float32"): 2.0,
     ("attention", "float16"): 2.0,
     # swiglu: |out - ref| <= C * eps * |ref| elementwise, plus a floor of
@@ -100,6 +101,7 @@ def bound(kernel: str, dtype: str, **m) -> float:
         n_pos = m["n_pos"]
         k = np.abs(np.asarray(m["k"], dtype=np.float64))
         score = abs(m["scale"]) * float((k @ np.abs(np.asarray(m["q"], dtype=np.float64))).max())
+        score += abs(m.get("alibi_slope", 0.0)) * n_pos  # ALiBi's bias, up to |slope| * (n_pos - 1)
         return c * EPS32 * _amax(m["v"]) * (1 + score + math.log2(max(n_pos, 1)))
     raise KeyError(f"no scalar bound for {kernel!r}; see TOLERANCES")
 

@@ -257,6 +257,11 @@ std::unique_ptr<PyEngine> build(const std::string& graph, const py::dict& cfg, c
   if (norm != "rms" && norm != "layer") throw ConfigError("norm must be rms or layer");
   c.norm_type = norm == "rms" ? NormType::RMS : NormType::Layer;
   c.parallel_residual = cfg.contains("parallel_residual") && cfg["parallel_residual"].cast<bool>();
+  const std::string head_norm = cfg.contains("head_norm") ? cfg["head_norm"].cast<std::string>() : "rms";
+  if (head_norm != "rms" && head_norm != "layer") throw ConfigError("head_norm must be rms or layer");
+  c.head_norm_type = head_norm == "rms" ? NormType::RMS : NormType::Layer;
+  c.head_norm_per_head = cfg.contains("head_norm_per_head") && cfg["head_norm_per_head"].cast<bool>();
+  if (cfg.contains("alibi_slopes")) c.alibi_slopes = cfg["alibi_slopes"].cast<std::vector<float>>();
   c.n_threads = cfg["threads"].cast<int>();
   c.isa = cfg["isa"].cast<std::string>();
 
@@ -266,6 +271,8 @@ std::unique_ptr<PyEngine> build(const std::string& graph, const py::dict& cfg, c
   w.lm_head = r.matrix("lm_head");
   w.norm = r.vector("norm", c.hidden_size, false);
   w.norm_bias = r.vector("norm.bias", c.hidden_size, true);
+  w.embed_norm = r.vector("embed_norm", c.hidden_size, true);
+  w.embed_norm_bias = r.vector("embed_norm.bias", c.hidden_size, true);
   w.lm_head_bias = r.vector("lm_head.bias", c.vocab_size, true);
   if (r.has("position_embeddings")) w.position_embeddings = r.matrix("position_embeddings");
   for (int64_t l = 0; l < c.n_layers; ++l) {
@@ -290,8 +297,8 @@ std::unique_ptr<PyEngine> build(const std::string& graph, const py::dict& cfg, c
     L.gate_bias = r.vector(p + "mlp.gate_proj.bias", c.intermediate_size, true);
     L.up_bias = r.vector(p + "mlp.up_proj.bias", c.intermediate_size, true);
     L.down_bias = r.vector(p + "mlp.down_proj.bias", c.hidden_size, true);
-    L.q_norm = r.vector(p + "self_attn.q_norm", c.head_dim, true);
-    L.k_norm = r.vector(p + "self_attn.k_norm", c.head_dim, true);
+    L.q_norm = r.vector(p + "self_attn.q_norm", c.head_norm_per_head ? q_rows : c.head_dim, true);
+    L.k_norm = r.vector(p + "self_attn.k_norm", c.head_norm_per_head ? kv_rows : c.head_dim, true);
     L.attn_output_norm = r.vector(p + "attn_output_norm", c.hidden_size, true);
     L.mlp_output_norm = r.vector(p + "mlp_output_norm", c.hidden_size, true);
     w.layers.push_back(L);

@@ -266,7 +266,7 @@ py::array rope(const std::string& isa, const py::object& x_obj, const py::object
 }
 
 py::array attention(const std::string& isa, const py::object& q_obj, const py::array& kc, const py::array& vc,
-                    double scale, int64_t kv_begin, int64_t kv_end, double softcap) {
+                    double scale, int64_t kv_begin, int64_t kv_end, double softcap, double alibi_slope) {
   const auto& k = table(isa);
   const F32Array q = f32(q_obj, 1, "attention q [head_dim]");
   DType d;
@@ -309,6 +309,8 @@ py::array attention(const std::string& isa, const py::object& q_obj, const py::a
   args.scale = static_cast<float>(scale);
   if (!(softcap >= 0.0) || !std::isfinite(softcap)) invalid("attention: softcap must be finite and >= 0");
   args.softcap = static_cast<float>(softcap);
+  if (!std::isfinite(alibi_slope)) invalid("attention: alibi_slope must be finite");
+  args.alibi_slope = static_cast<float>(alibi_slope);
   args.scores = scores.data();
   args.out = out.mutable_data();
   {
@@ -779,7 +781,8 @@ void bind_kernels(py::module_& m) {
   km.def("rope", &rope, py::arg("isa"), py::arg("x"), py::arg("cos"), py::arg("sin"), py::arg("rotary_dim"),
          py::arg("style") = "neox", "A rotated copy of x [n_heads, head_dim].");
   km.def("attention", &attention, py::arg("isa"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("scale"),
-         py::arg("kv_begin") = 0, py::arg("kv_end") = -1, py::arg("softcap") = 0.0);
+         py::arg("kv_begin") = 0, py::arg("kv_end") = -1, py::arg("softcap") = 0.0, py::arg("alibi_slope") = 0.0,
+         "One query head at position kv_end - 1 over K/V rows [kv_begin, kv_end); see attention.h.");
   km.def("swiglu", &swiglu, py::arg("isa"), py::arg("gate"), py::arg("up"));
   km.def("geglu", &geglu, py::arg("isa"), py::arg("gate"), py::arg("up"));
   km.def("to_f32", &to_f32, py::arg("isa"), py::arg("src"), py::arg("dtype"));

@@ -48,7 +48,8 @@ struct LayerWeights {
   const float* gate_bias = nullptr;
   const float* up_bias = nullptr;
   const float* down_bias = nullptr;
-  // Optional (Qwen3, Gemma 3): RMSNorm of each q / k head [head_dim] before rope.
+  // Optional (Qwen3, Gemma 3): RMSNorm of each q / k head [head_dim] before rope. With
+  // EngineConfig::head_norm_per_head (StableLM 2 12B) one weight per head: [n_heads or n_kv_heads, head_dim].
   const float* q_norm = nullptr;
   const float* k_norm = nullptr;
   // Optional (Gemma 2/3 "sandwich" norms): RMSNorm [hidden] of the attention and MLP outputs
@@ -80,6 +81,8 @@ struct RwkvLayerWeights {
 
 struct ModelWeights {
   Matrix embed_tokens;
+  const float* embed_norm = nullptr;       // LayerNorm of the embeddings (BLOOM's word_embeddings_layernorm); nullable
+  const float* embed_norm_bias = nullptr;
   Matrix position_embeddings;  // learned absolute positions [max_positions, hidden] (GPT-2); data null if none
   const float* norm = nullptr;
   const float* norm_bias = nullptr;  // LayerNorm models
@@ -121,6 +124,12 @@ struct EngineConfig {
   // Parallel attention and MLP (Phi-2, Falcon): x += attn(norm1(x)) + mlp(norm2(x)), both norms
   // of the block's input; norm2 uses post_attention_layernorm's weights.
   bool parallel_residual = false;
+  // The q / k head norms: RMSNorm with one weight shared by the heads (Qwen3, Gemma 3), or LayerNorm
+  // without bias with a weight per head (StableLM's qk_layernorm).
+  NormType head_norm_type = NormType::RMS;
+  bool head_norm_per_head = false;
+  // ALiBi (BLOOM, Falcon-RW): per query head, the slope of the score bias slope * (j - i); empty = none.
+  std::vector<float> alibi_slopes;
   int64_t max_seq_len = 0;
   DType kv_dtype = DType::F32;        // F32 or F16
   std::vector<int64_t> layer_windows;  // per layer; 0 = full causal attention

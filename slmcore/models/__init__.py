@@ -13,9 +13,9 @@ import types
 
 from slmcore.config import ModelConfig
 from slmcore.errors import ConfigError
-from slmcore.models import falcon, gemma3, gpt2, llama, phi, phi3, rwkv
+from slmcore.models import bloom, falcon, gemma3, gpt2, llama, phi, phi3, rwkv, stablelm
 
-_FAMILIES: tuple[types.ModuleType, ...] = (llama, gemma3, phi3, phi, gpt2, falcon, rwkv)
+_FAMILIES: tuple[types.ModuleType, ...] = (llama, gemma3, phi3, phi, gpt2, falcon, bloom, stablelm, rwkv)
 
 _BY_MODEL_TYPE: dict[str, types.ModuleType] = {
     model_type: family for family in _FAMILIES for model_type in family.MODEL_TYPES

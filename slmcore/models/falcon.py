@@ -3,7 +3,7 @@ implies (transformers' FalconAttention._split_heads):
 
 - new_decoder_architecture: per K/V group g, heads/kv query heads, then k_g, then v_g;
 - multi_query (Falcon-7B): all query heads, then the one k head, then the one v head;
-- otherwise: per head h, q_h, k_h, v_h.
+- otherwise (and BLOOM, whose tensor names Falcon kept): per head h, q_h, k_h, v_h.
 
 Every split is a gather of head-sized row blocks (a copy); everything else maps by name. The
 MLP's norm (canonical post_attention_layernorm) is ln_mlp with two parallel LayerNorms, and the
@@ -31,7 +31,7 @@ def qkv_row_order(config: ModelConfig) -> tuple[np.ndarray, np.ndarray, np.ndarr
         group = heads // kv
         blocks = np.arange(kv * (group + 2)).reshape(kv, group + 2)
         return blocks[:, :group].reshape(-1), blocks[:, group], blocks[:, group + 1]
-    if raw.get("multi_query", True):
+    if config.model_type == "falcon" and raw.get("multi_query", True):
         return np.arange(heads), np.array([heads]), np.array([heads + 1])
     blocks = np.arange(3 * heads).reshape(heads, 3)
     return blocks[:, 0], blocks[:, 1], blocks[:, 2]

@@ -1,4 +1,4 @@
-"""The llama family (llama, mistral, qwen2, qwen3, stablelm, gemma): HF weight names -> the engine's canonical weights.
+"""The llama family (llama, mistral, qwen2, qwen3, gemma): HF weight names -> the engine's canonical weights.
 
 Canonical names are Llama's HF names without the `model.` prefix and the `.weight` suffix (biases
 keep `.bias`): embed_tokens, norm, lm_head, layers.{i}.input_layernorm, layers.{i}.self_attn.q_proj,
@@ -18,7 +18,7 @@ from slmcore.errors import InvalidArgumentError, ModelFormatError
 from slmcore.loader import WEIGHT_DTYPES, Checkpoint, convert
 
 GRAPH = "llama"
-MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "stablelm", "gemma")
+MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma")
 
 
 def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -55,8 +55,9 @@ def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
             shapes[f"{layer}.mlp.up_proj.bias"] = (inter,)
             shapes[f"{layer}.mlp.down_proj.bias"] = (hidden,)
         if config.qk_norm:
-            shapes[f"{layer}.self_attn.q_norm"] = (config.head_dim,)
-            shapes[f"{layer}.self_attn.k_norm"] = (config.head_dim,)
+            per_head = config.head_norm == "layer_per_head"  # StableLM: one weight per head, stacked
+            shapes[f"{layer}.self_attn.q_norm"] = (q_rows if per_head else config.head_dim,)
+            shapes[f"{layer}.self_attn.k_norm"] = (kv_rows if per_head else config.head_dim,)
         if config.sandwich_norms:
             shapes[f"{layer}.attn_output_norm"] = (hidden,)
             shapes[f"{layer}.mlp_output_norm"] = (hidden,)
@@ -67,13 +68,24 @@ def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
         shapes["norm.bias"] = (hidden,)
     if config.lm_head_bias:
         shapes["lm_head.bias"] = (config.vocab_size,)
+    if config.embed_norm:  # BLOOM
+        shapes["embed_norm"] = (hidden,)
+        shapes["embed_norm.bias"] = (hidden,)
     if config.learned_positions:  # GPT-2
         shapes["position_embeddings"] = (config.max_position_embeddings, hidden)
     return shapes
 
 
-def _hf_names(canonical: str, layer_names: dict[str, str]) -> tuple[str, ...]:
-    """Checkpoint names to try for a canonical name: `model.`-prefixed first, then bare."""
+# Where the decoder's tensors live: `model.`-prefixed first, then bare; the lm_head at the top.
+MODEL_PREFIXES = ("model.", "")
+LM_HEAD_PREFIXES = ("",)
+
+
+def _hf_names(
+    canonical: str, layer_names: dict[str, str], prefixes: tuple[str, ...] = MODEL_PREFIXES,
+    lm_head_prefixes: tuple[str, ...] = LM_HEAD_PREFIXES,
+) -> tuple[str, ...]:
+    """Checkpoint names to try for a canonical name, one per prefix in order."""
     prefix, dot, rest = canonical.partition(".")
     if prefix == "layers" and dot:
         index, _, part = rest.partition(".")
@@ -82,8 +94,8 @@ def _hf_names(canonical: str, layer_names: dict[str, str]) -> tuple[str, ...]:
         canonical = layer_names.get(canonical, canonical)
     name = canonical if canonical.endswith(".bias") else f"{canonical}.weight"
     if canonical.startswith("lm_head"):
-        return (name,)
-    return (f"model.{name}", name)
+        return tuple(f"{prefix}{name}" for prefix in lm_head_prefixes)
+    return tuple(f"{prefix}{name}" for prefix in prefixes)
 
 
 def _is_norm(canonical: str) -> bool:
@@ -96,22 +108,27 @@ def _is_vector(canonical: str) -> bool:
 
 
 def engine_weights(
-    config: ModelConfig, checkpoint: Checkpoint, dtype: str = "auto", layer_names: dict[str, str] | None = None
+    config: ModelConfig, checkpoint: Checkpoint, dtype: str = "auto", layer_names: dict[str, str] | None = None,
+    prefixes: tuple[str, ...] = MODEL_PREFIXES, lm_head_prefixes: tuple[str, ...] = LM_HEAD_PREFIXES,
 ) -> dict[str, tuple[np.ndarray, str]]:
     """Canonical name -> (array, dtype): shape-checked; matrices in dtype ("auto" = stored, zero-copy).
 
     layer_names maps a canonical name (per layer, e.g. "post_attention_layernorm", or top-level,
     e.g. "norm") to the family's HF name when they differ. Norm weights get config.norm_weight_offset added (Gemma stores w - 1).
+    prefixes (lm_head_prefixes) are tried in order in front of the decoder's (the lm_head's) tensor names.
     """
     layer_names = layer_names or {}
     if dtype != "auto" and dtype not in WEIGHT_DTYPES:
         raise InvalidArgumentError(f"dtype must be 'auto' or one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
 
     shapes = _expected_shapes(config)
+    names = {"prefixes": prefixes, "lm_head_prefixes": lm_head_prefixes}
     hf_name = {
-        canonical: _find(checkpoint, canonical, layer_names) for canonical in shapes if canonical != "lm_head"
+        canonical: _find(checkpoint, canonical, layer_names, **names) for canonical in shapes if canonical != "lm_head"
     }
-    lm_head_name = None if config.tie_word_embeddings else _find(checkpoint, "lm_head", layer_names, required=False)
+    lm_head_name = (
+        None if config.tie_word_embeddings else _find(checkpoint, "lm_head", layer_names, required=False, **names)
+    )
     if not config.tie_word_embeddings and lm_head_name is None:
         raise ModelFormatError(
             f"{checkpoint.model_dir}: the checkpoint has no lm_head.weight and tie_word_embeddings is false "
@@ -144,16 +161,17 @@ def engine_weights(
     return weights
 
 
-def _find(checkpoint: Checkpoint, canonical: str, layer_names: dict[str, str], required: bool = True) -> str | None:
+def _find(
+    checkpoint: Checkpoint, canonical: str, layer_names: dict[str, str], required: bool = True, **prefixes
+) -> str | None:
     """The checkpoint's name for a canonical weight; ModelFormatError (or None) when it has none."""
-    for name in _hf_names(canonical, layer_names):
+    candidates = _hf_names(canonical, layer_names, **prefixes)
+    for name in candidates:
         if name in checkpoint.tensors or name in checkpoint.unsupported:
             return name
     if not required:
         return None
-    raise ModelFormatError(
-        f"{checkpoint.model_dir}: the checkpoint has no tensor {_hf_names(canonical, layer_names)[0]!r}"
-    )
+    raise ModelFormatError(f"{checkpoint.model_dir}: the checkpoint has no tensor {candidates[0]!r}")
 
 
 def weight_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:

@@ -70,7 +70,8 @@ def forward(config: ModelConfig, weights: dict[str, tuple[np.ndarray, str]], tok
             keys = visible[t]
             for head in range(n_heads):
                 kv_head = head // group
-                attn[t, head] = attention(q[t, head], k[keys, kv_head], v[keys, kv_head], scale)
+                slope = config.alibi_slopes[head] if config.alibi_slopes else 0.0  # ALiBi: bias slope * (j - t)
+                attn[t, head] = attention(q[t, head], k[keys, kv_head], v[keys, kv_head], scale, alibi_slope=slope)
         x = x + linear(attn.reshape(n_tokens, n_heads * head_dim), f"{p}.self_attn.o_proj", config.o_proj_bias)
 
         # MLP block: x = x + down_proj(silu(gate_proj(h)) * up_proj(h))

@@ -81,12 +81,17 @@ def softmax(s: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, softcap: float = 0.0) -> np.ndarray:
+def attention(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, softcap: float = 0.0, alibi_slope: float = 0.0
+) -> np.ndarray:
     """One query head over rows of K, V: softmax(scale * K q) @ V; with softcap > 0 the scores
-    s become softcap * tanh(s / softcap) first (Gemma 2)."""
+    s become softcap * tanh(s / softcap) first (Gemma 2); then ALiBi adds alibi_slope * (j - i),
+    the query at i being the last of the n rows (i = n - 1)."""
     s = scale * (np.asarray(k, dtype=np.float64) @ np.asarray(q, dtype=np.float64))
     if softcap > 0:
         s = softcap * np.tanh(s / softcap)
+    if alibi_slope != 0:
+        s = s + float(alibi_slope) * (np.arange(len(s)) - (len(s) - 1))
     p = softmax(s)
     return p @ np.asarray(v, dtype=np.float64)
 

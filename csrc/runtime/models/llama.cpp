@@ -1,13 +1,15 @@
 // The Llama-family decoder (Llama 2/3, Mistral, Qwen2, Qwen3, Gemma 3): pre-norm blocks of
 // RMSNorm, rotary GQA attention with an optional sliding window, optional q/k/v/o biases and
 // q/k head norms, and a gated MLP (SwiGLU or GeGLU); Gemma's norms of the attention and MLP
-// outputs ("sandwich" norms) and its scaled embedding are switches of the same graph.
+// outputs ("sandwich" norms) and its scaled embedding are switches of the same graph, as are
+// BLOOM's LayerNorm of the embeddings, ALiBi score biases (BLOOM, Falcon-RW) and StableLM's per-head
+// LayerNorm q/k norms.
 //
 // One forward pass over a chunk of tokens, per layer, as five parallel regions (a barrier after
 // each); the RMSNorms are computed redundantly by every thread into its own buffer so that they
 // need no barrier of their own:
 //   1. h = rmsnorm(x); q, k, v = h Wq + bq, h Wk + bk, h Wv + bv; rope(q, k); cache k, v
-//   2. a = softmax(q K^T * scale + causal/window mask) V, per token and head
+//   2. a = softmax(q K^T * scale + causal/window mask [+ ALiBi bias]) V, per token and head
 //   3. x += a Wo + bo                (with an output norm: p = a Wo; then x += rmsnorm(p), one more region)
 //   4. h = rmsnorm(x); m = act(h Wgate) * (h Wup)
 //   5. x += m Wdown                   (with an output norm: as in 3)
@@ -111,6 +113,8 @@ class LlamaEngine final : public Engine {
     gate_.resize(chunk_ * cfg_.intermediate_size);
     proj_.resize(chunk_ * cfg_.hidden_size);
     if (cfg_.parallel_residual) block_input_.resize(chunk_ * cfg_.hidden_size);
+    zeros_.resize(cfg_.head_dim);
+    std::fill(zeros_.data(), zeros_.data() + cfg_.head_dim, 0.f);
     up_.resize(chunk_ * cfg_.intermediate_size);
     any_quantized_ = w_.lm_head.quantized();
     for (const LayerWeights& L : w_.layers) {
@@ -196,6 +200,13 @@ class LlamaEngine final : public Engine {
       if (wdw < 0) throw ConfigError("sliding window sizes must be >= 0");
     }
     if (c.kv_dtype != DType::F32 && c.kv_dtype != DType::F16) throw ConfigError("kv cache dtype must be float32 or float16");
+    if (!c.alibi_slopes.empty() && static_cast<int64_t>(c.alibi_slopes.size()) != c.n_heads) {
+      throw ConfigError("alibi_slopes needs one slope per attention head (" + std::to_string(c.n_heads) + "), got " +
+                        std::to_string(c.alibi_slopes.size()));
+    }
+    for (float slope : c.alibi_slopes) {
+      if (!std::isfinite(slope)) throw ConfigError("alibi_slopes must be finite");
+    }
 
     const int64_t H = c.hidden_size, I = c.intermediate_size, Q = c.n_heads * c.head_dim, KV = c.n_kv_heads * c.head_dim;
     check_matrix(w_.embed_tokens, "embed_tokens", -1, c.vocab_size, H);
@@ -204,6 +215,7 @@ class LlamaEngine final : public Engine {
     check_format(w_.lm_head, "lm_head", true);
     if (w_.position_embeddings.quantized()) throw ModelFormatError("position_embeddings must be 16- or 32-bit");
     check_vector(w_.norm, "norm", -1);
+    if (w_.embed_norm != nullptr) check_vector(w_.embed_norm_bias, "embed_norm.bias", -1);
     const bool layer_norm = c.norm_type == NormType::Layer;
     if (layer_norm) check_vector(w_.norm_bias, "norm.bias", -1);
     if (w_.position_embeddings.data != nullptr) {
@@ -350,7 +362,12 @@ class LlamaEngine final : public Engine {
         float* row = rows + t * stride;
         if (head_norm) {
           for (int64_t head = first; head < last; ++head) {
-            kernels_->rmsnorm(row + head * hd, head_norm, row + head * hd, hd, cfg_.rms_norm_eps);
+            const float* weight = cfg_.head_norm_per_head ? head_norm + head * hd : head_norm;
+            if (cfg_.head_norm_type == NormType::RMS) {
+              kernels_->rmsnorm(row + head * hd, weight, row + head * hd, hd, cfg_.rms_norm_eps);
+            } else {
+              kernels_->layernorm(row + head * hd, weight, zeros_.data(), row + head * hd, hd, cfg_.rms_norm_eps);
+            }
           }
         }
         if (cfg_.rotary_dim > 0) {
@@ -421,6 +438,7 @@ class LlamaEngine final : public Engine {
       a.head_dim = hd;
       a.scale = cfg_.attention_scale;
       a.softcap = cfg_.attn_softcap;
+      a.alibi_slope = cfg_.alibi_slopes.empty() ? 0.f : cfg_.alibi_slopes[head];
       a.scores = scores_[tid].data();
       a.out = attn_.data() + t * q_dim_ + head * hd;
       kernels_->attention(a);
@@ -445,6 +463,7 @@ class LlamaEngine final : public Engine {
       if (cfg_.embed_scale != 1.f) {
         for (int64_t i = 0; i < H; ++i) x[i] *= cfg_.embed_scale;
       }
+      if (w_.embed_norm != nullptr) kernels_->layernorm(x, w_.embed_norm, w_.embed_norm_bias, x, H, cfg_.rms_norm_eps);
       const Matrix& P = w_.position_embeddings;
       if (P.data != nullptr) {  // learned absolute positions: x += P[pos]
         float* row = proj_.data();
@@ -520,6 +539,7 @@ class LlamaEngine final : public Engine {
   Buffer<float> x_, q_, k_, v_, attn_, gate_, up_;
   Buffer<float> proj_;  // [chunk, hidden]: attention / MLP output before its output norm
   Buffer<float> block_input_;  // [chunk, hidden]: x at the start of a parallel block
+  Buffer<float> zeros_;        // [head_dim]: the bias of bias-free LayerNorm head norms
   std::vector<Buffer<float>> normed_;  // per thread: rmsnorm output [chunk, hidden]
   std::vector<Buffer<float>> scores_;  // per thread: attention scores [max_seq_len]
   bool any_quantized_ = false;         // int8 activations needed

@@ -57,6 +57,9 @@ float scores_pass(const AttentionArgs& a) {
   if (a.softcap > 0.f) {  // Gemma 2's soft-capping: rare, so scalar
     for (j = 0; j < n; ++j) a.scores[j] = a.softcap * std::tanh(a.scores[j] / a.softcap);
   }
+  if (a.alibi_slope != 0.f) {  // ALiBi: one multiply-add per key, scalar
+    for (j = 0; j < n; ++j) a.scores[j] += a.alibi_slope * static_cast<float>(j - (n - 1));
+  }
   __m256 mx = _mm256_set1_ps(-INFINITY);
   for (j = 0; j + kLanes <= n; j += kLanes) mx = _mm256_max_ps(mx, _mm256_loadu_ps(a.scores + j));
   float m = hmax(mx);

@@ -64,6 +64,9 @@ void scores_pass(const AttentionArgs& a, int64_t n_full, __mmask16 tail, float* 
   if (a.softcap > 0.f) {  // Gemma 2's soft-capping: rare, so scalar
     for (j = 0; j < n; ++j) a.scores[j] = a.softcap * std::tanh(a.scores[j] / a.softcap);
   }
+  if (a.alibi_slope != 0.f) {  // ALiBi: one multiply-add per key, scalar
+    for (j = 0; j < n; ++j) a.scores[j] += a.alibi_slope * static_cast<float>(j - (n - 1));
+  }
   for (j = 0; j < n; j += kLanes) {
     const __mmask16 m = first_lanes(n - j < kLanes ? n - j : kLanes);
     mx = _mm512_mask_max_ps(mx, m, mx, _mm512_maskz_loadu_ps(m, a.scores + j));

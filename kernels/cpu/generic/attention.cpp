@@ -33,6 +33,7 @@ void attention_impl(const AttentionArgs& a) {
     for (int u = 0; d < hd; ++d, ++u) s[u] += a.q[d] * load_kv<D>(kr + d * es);
     float score = a.scale * ((s[0] + s[1]) + (s[2] + s[3]));
     if (a.softcap > 0.f) score = a.softcap * std::tanh(score / a.softcap);
+    if (a.alibi_slope != 0.f) score += a.alibi_slope * static_cast<float>(j - (n - 1));
     a.scores[j] = score;
     mx = score > mx ? score : mx;
   }
