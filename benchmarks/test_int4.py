@@ -37,24 +37,24 @@ def close_models():
 
 
 def _load(size: str, variant: str, threads: int):
+    if variant.startswith("int4"):  # one model, its thread pool resized (quantizing 1.1B takes ~10 s)
+        key = (size, variant)
+        if key not in _models:
+            group = int(variant.split("-g")[1])
+            _models[key] = slmcore.LLM(hf_checkpoint("bfloat16", size), quant="int4", group_size=group, max_seq_len=1024)
+        _models[key]._engine.set_threads(threads)
+        return _models[key]
     key = (size, variant, threads)
     if key in _models:
         return _models[key]
-    for (s, v, _), model in list(_models.items()):  # keep one thread count of a model in memory
-        if (s, v) == (size, variant):
-            model.close()
-            del _models[(s, v, _)]
-    if variant.startswith("int4"):
-        group = int(variant.split("-g")[1])
-        _models[key] = slmcore.LLM(hf_checkpoint("bfloat16", size), quant="int4", group_size=group, threads=threads,
-                                   max_seq_len=1024)
-    else:
-        llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is in the bench extra")
-        path = quantized_gguf(gguf_file(hf_checkpoint("bfloat16", size), "F16"), pure=variant.endswith("pure"))
-        _models[key] = llama_cpp.Llama(
-            model_path=str(path), n_ctx=1024, n_batch=PREFILL_TOKENS, n_ubatch=PREFILL_TOKENS, n_threads=threads,
-            n_threads_batch=threads, flash_attn=True, verbose=False,
-        )
+    for k in [k for k in _models if k[:2] == (size, variant)]:  # llama.cpp: one thread count in memory
+        _models.pop(k).close()
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is in the bench extra")
+    path = quantized_gguf(gguf_file(hf_checkpoint("bfloat16", size), "F16"), pure=variant.endswith("pure"))
+    _models[key] = llama_cpp.Llama(
+        model_path=str(path), n_ctx=1024, n_batch=PREFILL_TOKENS, n_ubatch=PREFILL_TOKENS, n_threads=threads,
+        n_threads_batch=threads, flash_attn=True, verbose=False,
+    )
     return _models[key]
 
 

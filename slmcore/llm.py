@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from slmcore import _core
 from slmcore.config import ModelConfig
@@ -327,14 +326,7 @@ class LLM:
             return family.engine_weights(self.config, self._checkpoint, dtype)
         self.quant, self.group_size = "int4", group_size or DEFAULT_GROUP_SIZE
         source = family.engine_weights(self.config, self._checkpoint, "auto")
-        with tqdm(desc="Quantizing to int4", unit="tensor", total=len(source), disable=None, leave=False) as bar:
-
-            def progress(names: Sequence[str]) -> Iterator[str]:
-                for name in names:
-                    yield name
-                    bar.update()
-
-            weights = q.quantize_engine_weights(source, self.group_size, sym=True, search=False, progress=progress)
+        weights = q.quantize_engine_weights(source, self.group_size, sym=True, search=False, progress=True)
         if dtype != "auto":  # what stays unquantized (learned positions)
             for name, entry in weights.items():
                 if not isinstance(entry[0], str) and entry[0].ndim == 2:

@@ -44,10 +44,11 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, NamedTuple, Sequence, Union
+from typing import Mapping, NamedTuple, Sequence, Union
 
 import numpy as np
 from gguf.constants import GGMLQuantizationType
+from tqdm.auto import tqdm
 
 from slmcore.config import QUANT_GROUP_SIZES, ModelConfig, QuantizationConfig
 from slmcore.errors import ConfigError, InvalidArgumentError, ModelFormatError
@@ -758,7 +759,7 @@ def quantize_engine_weights(
     group_size: int = 128,
     sym: bool = True,
     search: bool = False,
-    progress: Callable[[Iterable], Iterable] | None = None,
+    progress: bool = False,
 ) -> EngineWeights:
     """A family's canonical weights (name -> (array, dtype)) -> engine entries with every layer
     matrix in int4 and the embedding / lm_head as int8 rows; norms, biases and learned positions
@@ -772,7 +773,8 @@ def quantize_engine_weights(
     alias = {name: first_name.setdefault(id(array), name) for name, (array, _) in weights.items()}
     out: EngineWeights = {}
     names = list(weights)
-    for name in progress(names) if progress else names:
+    # disable=None: the bar shows on a terminal only.
+    for name in tqdm(names, desc="Quantizing to int4", unit="tensor", disable=None if progress else True, leave=False):
         array, dtype = weights.pop(name)
         if alias[name] != name:
             out[name] = out[alias[name]]
