@@ -112,6 +112,6 @@ def test_int4_throughput(benchmark, size, threads, phase, variant):
     benchmark.extra_info.update(tokens_per_s=tokens_per_s, gb_per_s=gb_per_s, bytes_per_token=bytes_per_token, load=load)
     engine = "slmcore" if variant in SLM else "llama.cpp"
     RESULTS.append(dict(
-        name=f"{size} {phase} {engine} {variant} t{threads}", key=(size, threads, phase, variant), engine=engine,
+        name=f"{size} {phase} {engine} {variant} t{threads}", key=(size, threads, phase), engine=engine,
         threads=threads, tokens_per_s=tokens_per_s, gb_per_s=gb_per_s, load=load,
     ))

@@ -231,3 +231,12 @@ def test_corrupt_quantized_checkpoint_is_a_model_format_error(models, tmp_path):
     save_file(tensors, str(bad / "model.safetensors"))
     with pytest.raises(ModelFormatError, match="up_proj.scales"):
         slmcore.LLM(bad)
+
+
+def test_rwkv_refuses_int4_with_a_config_error(tmp_path):
+    from slmcore.errors import ConfigError
+    from tiny_models import make_tiny_model
+
+    path = make_tiny_model(tmp_path / "rwkv", arch="rwkv")
+    with pytest.raises(ConfigError, match="int4 is not supported for model_type 'rwkv'"):
+        slmcore.LLM(path, quant="int4")
