@@ -216,6 +216,32 @@ class _Session:
         return self._llm._decode(token_id)
 
 
+def _choose_device(device: str) -> str:
+    """'auto' -> 'cpu' until the CUDA engine lands; 'cuda[:N]' -> DeviceUnavailableError saying why."""
+    if device in ("auto", "cpu"):
+        return "cpu"
+    from slmcore import _core
+
+    index_text = device[len("cuda"):]
+    if index_text and not (index_text.startswith(":") and index_text[1:].isdigit()):
+        raise InvalidArgumentError(f"device={device!r} is not supported; choose 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    index = int(index_text[1:]) if index_text else 0
+    if not _core.cuda.built:
+        raise DeviceUnavailableError(
+            "this build of slmcore has no CUDA backend (it was built with SLM_CUDA=OFF or without nvcc); "
+            "reinstall with nvcc on PATH and SLM_CUDA=ON, or use device='cpu'"
+        )
+    count = _core.cuda.device_count()
+    if index >= count:
+        raise DeviceUnavailableError(
+            f"{device!r}: {count} CUDA device(s) found ({_core.cuda.unavailable_reason() or 'index out of range'}); "
+            "use device='cpu'"
+        )
+    raise DeviceUnavailableError(
+        "the CUDA backend of this version has kernels only; whole models run on device='cpu' for now"
+    )
+
+
 class LLM:
     """A language model loaded for inference on the CPU.
 
@@ -244,9 +270,7 @@ class LLM:
         self._tokenizer: Tokenizer | None = None
         if not isinstance(device, str) or not (device in ("auto", "cpu") or device.startswith("cuda")):
             raise InvalidArgumentError(f"device={device!r} is not supported; choose 'auto', 'cpu' or 'cuda[:N]'")
-        if device.startswith("cuda"):
-            raise DeviceUnavailableError("this build of slmcore has no CUDA backend; use device='cpu'")
-        self.device = "cpu"
+        self.device = _choose_device(device)
         dtype = _choose("dtype", dtype, WEIGHT_DTYPES)
         kv_dtype = _choose("kv_dtype", kv_dtype, KV_DTYPES)
         threads = _available_cores() if threads is None else _positive_int("threads", threads)

@@ -6,4 +6,5 @@ PYBIND11_MODULE(_core, m) {
   slm::bindings::bind_errors(m);
   slm::bindings::bind_kernels(m);
   slm::bindings::bind_engine(m);
+  slm::bindings::bind_cuda(m);
 }
