@@ -14,15 +14,11 @@ import slmcore
 from slmcore import _core
 from slmcore.models import family_for
 from slmcore.reference.forward import forward
-from test_llm import CASES, SEQ, models  # noqa: F401 (fixture)
+from test_llm import CASES, SEQ, assert_decode_equals_full, assert_threads_bitwise, models  # noqa: F401 (fixture)
+from test_llm_int4 import relative_error
 
 ISAS = _core.kernels.available_isas()
 FAMILY_CASES = [c[0] for c in CASES]
-
-
-def relative_error(ours: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """max|ours - ref| / max|ref| per position (DESIGN.md section 6)."""
-    return np.abs(ours - ref).max(axis=-1) / np.abs(ref).max(axis=-1)
 
 
 # The engine against the reference forward over the same int8-rounded K/V: measured <= 4e-7 per
@@ -75,10 +71,7 @@ def test_int8_incremental_decode_equals_full_sequence(models, isa, case_id):
     int8 values and scale depend on that row alone. Covers sliding windows, ALiBi and soft-caps."""
     with slmcore.LLM(models(case_id), kv_dtype="int8") as llm:
         llm._engine.set_isa(isa)
-        full = llm.logits(SEQ)
-        steps = [llm._prefill(SEQ[:7])]
-        steps += [llm._decode(t) for t in SEQ[7:]]
-    np.testing.assert_array_equal(np.stack(steps), full[6:])
+        assert_decode_equals_full(llm)
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -86,10 +79,7 @@ def test_int8_incremental_decode_equals_full_sequence(models, isa, case_id):
 def test_int8_threads_are_bitwise_identical(models, isa, case_id):
     with slmcore.LLM(models(case_id), kv_dtype="int8", threads=1) as llm:
         llm._engine.set_isa(isa)
-        one = llm.logits(SEQ)
-        llm._engine.set_threads(2)
-        two = llm.logits(SEQ)
-    np.testing.assert_array_equal(one, two)
+        assert_threads_bitwise(llm)
 
 
 def test_int8_truncate_then_continue(models):
@@ -133,8 +123,7 @@ def test_int4_weights_with_int8_cache(models, case_id):
     with slmcore.LLM(models(case_id), quant="int4", group_size=32, kv_dtype="int8") as llm:
         assert llm.dtype == "int4" and llm.kv_dtype == "int8"
         full = llm.logits(SEQ)
-        steps = [llm._prefill(SEQ[:5])] + [llm._decode(t) for t in SEQ[5:]]
-    np.testing.assert_array_equal(np.stack(steps), full[4:])
+        assert_decode_equals_full(llm, prefix=5)
     err = relative_error(full, ref)
     assert err.mean() <= INT4_MEAN and err.max() <= INT4_MAX, err
     assert err.max() > 1e-4  # quantized, not a float cache
