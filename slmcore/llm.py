@@ -38,7 +38,9 @@ DEFAULT_MAX_SEQ_LEN = 4096
 # memory of float32. Convert explicitly (`slmcore convert --dtype float32`) for other choices.
 GGUF_DTYPE = "float16"
 WEIGHT_DTYPES = ("auto", "float32", "bfloat16", "float16")
-KV_DTYPES = ("auto", "float32", "float16")
+# int8: one float32 scale per cached row (layer, KV head, position), about half of float16's memory.
+# RWKV has no KV cache and ignores kv_dtype (its state is float32).
+KV_DTYPES = ("auto", "float32", "float16", "int8")
 DEFAULT_GROUP_SIZE = 128
 # Files of a model directory that save_quantized copies next to the quantized weights.
 _COMPANION_FILES = (
@@ -313,6 +315,8 @@ class LLM:
         else:
             engine_config = _attention_engine_config(self.config, max_seq_len, kv_dtype, threads)
         self._engine = _core.Engine(family.GRAPH, engine_config, weights)
+        if self._engine.kv_cache_bytes:
+            logger.info("KV cache: %s, %.1f MiB for %d positions", kv_dtype, self._engine.kv_cache_bytes / 2**20, max_seq_len)
 
     def _load_weights(self, family: Any, dtype: str, quant: Any, group_size: Any) -> dict:
         """The engine's weights: as stored (or in dtype), quantized at load, or from a quantized checkpoint."""

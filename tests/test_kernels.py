@@ -17,6 +17,7 @@ import pytest
 import slmcore
 from slmcore._core import kernels as K
 from slmcore.reference import kernels as ref
+from slmcore.reference import quant as refq
 from tolerances import bound, geglu_bound, swiglu_bound
 
 ISAS = K.available_isas()
@@ -373,93 +374,176 @@ ATTN_CASES = [  # (n_pos, kv_begin, kv_end)
     (100, 13, 77),
     (600, 1, 600),
 ]
+KV_DTYPES = ["float32", "float16", "int8"]
 
 
-@pytest.mark.parametrize("head_dim", [8, 24, 64, 80, 96, 128, 13])
-@pytest.mark.parametrize("kv_dtype", [np.float32, np.float16], ids=["float32", "float16"])
+def cache_rows(rng: np.random.Generator, shape: tuple, kv_dtype: str):
+    """Random K or V rows as the KV cache stores them: (stored, row scales or None, the float64
+    values they stand for). int8 rows go through the reference's quantize_kv."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    if kv_dtype == "int8":
+        q, scale = refq.quantize_kv(x)
+        return q, scale, refq.dequantize_kv(q, scale)
+    rows = x.astype(kv_dtype)
+    return rows, None, rows.astype(np.float64)
+
+
+@pytest.mark.parametrize("head_dim", [8, 24, 64, 80, 96, 128, 256, 13])
+@pytest.mark.parametrize("kv_dtype", KV_DTYPES)
 @pytest.mark.parametrize("isa", ISAS)
 def test_attention(isa, kv_dtype, head_dim):
-    rng = rng_for("attention", isa, kv_dtype.__name__, head_dim)
-    dname = np.dtype(kv_dtype).name
+    """Against the reference over the values the cache holds (for int8: the dequantized rows)."""
+    rng = rng_for("attention", isa, kv_dtype, head_dim)
     for n_pos, b, e in ATTN_CASES:
         for q_scale in [1.0, 4.0]:  # 4: peaked softmax
             q = (rng.standard_normal(head_dim) * q_scale).astype(np.float32)
-            k = rng.standard_normal((n_pos, head_dim)).astype(kv_dtype)
-            v = rng.standard_normal((n_pos, head_dim)).astype(kv_dtype)
+            k, k_scale, k_val = cache_rows(rng, (n_pos, head_dim), kv_dtype)
+            v, v_scale, v_val = cache_rows(rng, (n_pos, head_dim), kv_dtype)
             scale = 1.0 / math.sqrt(head_dim)
-            got = K.attention(isa, q, k, v, scale, b, e)
-            want = ref.attention(q, k[b:e], v[b:e], np.float32(scale))
-            tol = bound("attention", dname, q=q, k=k[b:e], v=v[b:e], scale=scale, n_pos=e - b)
+            got = K.attention(isa, q, k, v, scale, b, e, k_scale=k_scale, v_scale=v_scale)
+            want = ref.attention(q, k_val[b:e], v_val[b:e], np.float32(scale))
+            tol = bound("attention", kv_dtype, q=q, k=k_val[b:e], v=v_val[b:e], scale=scale, n_pos=e - b)
             err = np.abs(got - want).max()
             assert err <= tol, f"n_pos {n_pos} [{b}, {e}) q_scale {q_scale}: {err:.3g} > {tol:.3g}"
 
 
 @pytest.mark.parametrize("head_dim", [24, 64])
+@pytest.mark.parametrize("kv_dtype", ["float32", "int8"])
 @pytest.mark.parametrize("isa", ISAS)
-def test_attention_softcap(isa, head_dim):
+def test_attention_softcap(isa, kv_dtype, head_dim):
     """Gemma 2's soft-capping: scores become cap * tanh(s / cap); scores far beyond the cap
     (q scaled up) are where it changes the result."""
-    rng = rng_for("attention-softcap", isa, head_dim)
+    rng = rng_for("attention-softcap", isa, kv_dtype, head_dim)
     for n_pos, b, e in ATTN_CASES:
         q = (rng.standard_normal(head_dim) * 8).astype(np.float32)
-        k = rng.standard_normal((n_pos, head_dim)).astype(np.float32)
-        v = rng.standard_normal((n_pos, head_dim)).astype(np.float32)
+        k, k_scale, k_val = cache_rows(rng, (n_pos, head_dim), kv_dtype)
+        v, v_scale, v_val = cache_rows(rng, (n_pos, head_dim), kv_dtype)
         scale = 1.0 / math.sqrt(head_dim)
-        got = K.attention(isa, q, k, v, scale, b, e, softcap=5.0)
-        want = ref.attention(q, k[b:e], v[b:e], np.float32(scale), softcap=5.0)
-        tol = bound("attention", "float32", q=q, k=k[b:e], v=v[b:e], scale=scale, n_pos=e - b)
+        scales = dict(k_scale=k_scale, v_scale=v_scale)
+        got = K.attention(isa, q, k, v, scale, b, e, softcap=5.0, **scales)
+        want = ref.attention(q, k_val[b:e], v_val[b:e], np.float32(scale), softcap=5.0)
+        tol = bound("attention", kv_dtype, q=q, k=k_val[b:e], v=v_val[b:e], scale=scale, n_pos=e - b)
         assert np.abs(got - want).max() <= tol
         if e - b > 1:  # the cap matters
-            assert np.abs(K.attention(isa, q, k, v, scale, b, e) - want).max() > 10 * tol
+            assert np.abs(K.attention(isa, q, k, v, scale, b, e, **scales) - want).max() > 10 * tol
 
 
 @pytest.mark.parametrize("head_dim", [13, 64])
-@pytest.mark.parametrize("kv_dtype", [np.float32, np.float16], ids=["float32", "float16"])
+@pytest.mark.parametrize("kv_dtype", KV_DTYPES)
 @pytest.mark.parametrize("isa", ISAS)
 def test_attention_alibi(isa, kv_dtype, head_dim):
     """ALiBi: s_j += slope * (j - i) with the query at i = kv_end - 1, for BLOOM's range of slopes
     (2^-8 .. 0.5) and a negative one; windows [kv_begin, kv_end) that start past 0. Without the
     bias (or with the opposite sign) the result is far off; with softcap the bias comes after the cap."""
-    rng = rng_for("attention-alibi", isa, kv_dtype.__name__, head_dim)
-    dname = np.dtype(kv_dtype).name
+    rng = rng_for("attention-alibi", isa, kv_dtype, head_dim)
     for n_pos, b, e in ATTN_CASES:
         for slope in (0.5, 2.0**-8, 0.0883883476, -0.25):
             q = rng.standard_normal(head_dim).astype(np.float32)
-            k = rng.standard_normal((n_pos, head_dim)).astype(kv_dtype)
-            v = rng.standard_normal((n_pos, head_dim)).astype(kv_dtype)
+            k, k_scale, k_val = cache_rows(rng, (n_pos, head_dim), kv_dtype)
+            v, v_scale, v_val = cache_rows(rng, (n_pos, head_dim), kv_dtype)
+            scales = dict(k_scale=k_scale, v_scale=v_scale)
             scale = 1.0 / math.sqrt(head_dim)
             slope32 = np.float32(slope)
-            got = K.attention(isa, q, k, v, scale, b, e, alibi_slope=slope)
-            want = ref.attention(q, k[b:e], v[b:e], np.float32(scale), alibi_slope=slope32)
-            tol = bound("attention", dname, q=q, k=k[b:e], v=v[b:e], scale=scale, n_pos=e - b, alibi_slope=slope)
+            got = K.attention(isa, q, k, v, scale, b, e, alibi_slope=slope, **scales)
+            want = ref.attention(q, k_val[b:e], v_val[b:e], np.float32(scale), alibi_slope=slope32)
+            tol = bound("attention", kv_dtype, q=q, k=k_val[b:e], v=v_val[b:e], scale=scale, n_pos=e - b,
+                        alibi_slope=slope)
             err = np.abs(got - want).max()
             assert err <= tol, f"n_pos {n_pos} [{b}, {e}) slope {slope}: {err:.3g} > {tol:.3g}"
             if e - b > 8 and abs(slope) >= 0.25:  # the bias matters, and its sign
-                assert np.abs(K.attention(isa, q, k, v, scale, b, e) - want).max() > 10 * tol
-                assert np.abs(K.attention(isa, q, k, v, scale, b, e, alibi_slope=-slope) - want).max() > 10 * tol
-        if kv_dtype is np.float32:  # softcap first, then the bias
+                assert np.abs(K.attention(isa, q, k, v, scale, b, e, **scales) - want).max() > 10 * tol
+                assert np.abs(K.attention(isa, q, k, v, scale, b, e, alibi_slope=-slope, **scales) - want).max() > 10 * tol
+        if kv_dtype != "float16":  # softcap first, then the bias
             q = (rng.standard_normal(head_dim) * 8).astype(np.float32)
-            got = K.attention(isa, q, k, v, scale, b, e, softcap=3.0, alibi_slope=0.125)
-            want = ref.attention(q, k[b:e], v[b:e], np.float32(scale), softcap=3.0, alibi_slope=np.float32(0.125))
-            tol = bound("attention", dname, q=q, k=k[b:e], v=v[b:e], scale=scale, n_pos=e - b, alibi_slope=0.125)
+            got = K.attention(isa, q, k, v, scale, b, e, softcap=3.0, alibi_slope=0.125, **scales)
+            want = ref.attention(q, k_val[b:e], v_val[b:e], np.float32(scale), softcap=3.0, alibi_slope=np.float32(0.125))
+            tol = bound("attention", kv_dtype, q=q, k=k_val[b:e], v=v_val[b:e], scale=scale, n_pos=e - b,
+                        alibi_slope=0.125)
             assert np.abs(got - want).max() <= tol
 
 
-@pytest.mark.parametrize("kv_dtype", [np.float32, np.float16], ids=["float32", "float16"])
+@pytest.mark.parametrize("kv_dtype", KV_DTYPES)
 @pytest.mark.parametrize("isa", ISAS)
 def test_attention_strided_unaligned_cache(isa, kv_dtype):
     """K/V rows further apart than head_dim (a cache with more heads), at an odd byte address."""
-    rng = rng_for("attention-strided", isa, kv_dtype.__name__)
+    rng = rng_for("attention-strided", isa, kv_dtype)
     head_dim, n_pos = 64, 50
-    cache_k = misaligned(rng.standard_normal((n_pos, 3 * head_dim)).astype(kv_dtype), 2)
-    cache_v = misaligned(rng.standard_normal((n_pos, 3 * head_dim)).astype(kv_dtype), 2)
+    cache_k, k_scale, k_all = cache_rows(rng, (n_pos, 3 * head_dim), kv_dtype)
+    cache_v, v_scale, v_all = cache_rows(rng, (n_pos, 3 * head_dim), kv_dtype)
+    cache_k, cache_v = misaligned(cache_k, 1 if kv_dtype == "int8" else 2), misaligned(cache_v, 3)
     q = rng.standard_normal(head_dim).astype(np.float32)
     k, v = cache_k[:, head_dim : 2 * head_dim], cache_v[:, head_dim : 2 * head_dim]
-    got = K.attention(isa, q, k, v, 0.125, 7, 50)
-    assert np.array_equal(got, K.attention(isa, q, np.ascontiguousarray(k), np.ascontiguousarray(v), 0.125, 7, 50))
-    want = ref.attention(q, k[7:], v[7:], np.float32(0.125))
-    tol = bound("attention", np.dtype(kv_dtype).name, q=q, k=k[7:], v=v[7:], scale=0.125, n_pos=43)
+    k_val, v_val = k_all[:, head_dim : 2 * head_dim], v_all[:, head_dim : 2 * head_dim]
+    scales = dict(k_scale=k_scale, v_scale=v_scale)
+    got = K.attention(isa, q, k, v, 0.125, 7, 50, **scales)
+    assert np.array_equal(got, K.attention(isa, q, np.ascontiguousarray(k), np.ascontiguousarray(v), 0.125, 7, 50, **scales))
+    want = ref.attention(q, k_val[7:], v_val[7:], np.float32(0.125))
+    tol = bound("attention", kv_dtype, q=q, k=k_val[7:], v=v_val[7:], scale=0.125, n_pos=43)
     assert np.abs(got - want).max() <= tol
+
+
+def int8_kv_attention_bound(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float) -> float:
+    """How far attention over int8 K/V rows may be from attention over the float rows k, v they
+    quantize, from the rule alone. Each element moves by at most half a step, amax(row) / 254, so
+    each score by at most delta = |scale| * sum|q| * max_j amax(K_j) / 254; the softmax weights then
+    change by a factor within e^(+-2 delta), i.e. sum_j |p'_j - p_j| <= e^(2 delta) - 1, and
+        |out' - out| <= (e^(2 delta) - 1) * max|V'| + max_j amax(V_j) / 254,
+    plus the float32 rounding of the kernel (the "attention" bound)."""
+    step_k = np.abs(k).max(axis=1).max() / 254
+    step_v = np.abs(v).max(axis=1).max() / 254
+    delta = abs(scale) * float(np.abs(q).astype(np.float64).sum()) * step_k
+    return math.expm1(2 * delta) * (float(np.abs(v).max()) + step_v) + step_v
+
+
+@pytest.mark.parametrize("head_dim", [64, 80, 96, 128, 256])
+@pytest.mark.parametrize("isa", ISAS)
+def test_attention_int8_near_float(isa, head_dim):
+    """The int8 cache against attention over the unquantized float32 rows: within the bound the
+    quantization rule implies (int8_kv_attention_bound), and far from the exact float result only
+    by that much (the measured error is about 2-10% of the bound for unit-normal data)."""
+    rng = rng_for("attention-int8-float", isa, head_dim)
+    for n_pos, b, e in ATTN_CASES:
+        q = rng.standard_normal(head_dim).astype(np.float32)
+        k32 = rng.standard_normal((n_pos, head_dim)).astype(np.float32)
+        v32 = rng.standard_normal((n_pos, head_dim)).astype(np.float32)
+        k, k_scale = K.quantize_kv(isa, k32)
+        v, v_scale = K.quantize_kv(isa, v32)
+        scale = 1.0 / math.sqrt(head_dim)
+        got = K.attention(isa, q, k, v, scale, b, e, k_scale=k_scale, v_scale=v_scale)
+        want = ref.attention(q, k32[b:e], v32[b:e], np.float32(scale))
+        tol = int8_kv_attention_bound(q, k32[b:e], v32[b:e], scale)
+        tol += bound("attention", "int8", q=q, k=k32[b:e], v=v32[b:e], scale=scale, n_pos=e - b)
+        err = np.abs(got - want).max()
+        assert err <= tol, f"n_pos {n_pos} [{b}, {e}): {err:.3g} > {tol:.3g}"
+
+
+@pytest.mark.parametrize("head_dim", [1, 13, 64, 80, 96, 128, 256])
+@pytest.mark.parametrize("isa", ISAS)
+def test_quantize_kv(isa, head_dim):
+    """The int8 cache's row rule, bit for bit the reference's: random rows of several magnitudes,
+    rows with exact halves (round half to even), an all-zero row, and non-finite rows (scale NaN,
+    q = 0)."""
+    rng = rng_for("quantize-kv", isa, head_dim)
+    rows = [rng.standard_normal(head_dim) * m for m in (1e-30, 1e-3, 1.0, 40.0, 3e4)]
+    halves = (rng.integers(-254, 255, head_dim) / 2.0).astype(np.float32)
+    halves[0] = 127.0  # amax 127: the scale is 1 and x / 1 keeps every half
+    rows += [halves, np.zeros(head_dim), np.full(head_dim, -2.5)]
+    for bad in (np.nan, np.inf, -np.inf):
+        row = rng.standard_normal(head_dim)
+        row[head_dim // 2] = bad
+        rows.append(row)
+    x = np.stack(rows).astype(np.float32)
+    q, scale = K.quantize_kv(isa, x)
+    want_q, want_scale = refq.quantize_kv(x)
+    assert q.dtype == np.int8 and scale.dtype == np.float32
+    np.testing.assert_array_equal(q, want_q)
+    np.testing.assert_array_equal(scale, want_scale)  # NaN where the reference has NaN
+    if head_dim > 1:
+        assert set(np.unique(q[5])) <= set(np.unique(np.rint(halves)))  # halves rounded to even
+    assert np.isnan(scale[-3:]).all() and not q[-3:].any()
+    assert scale[6] == 0 and not q[6].any()
+    dequantized = refq.dequantize_kv(q[:5], scale[:5])
+    assert (np.abs(dequantized - x[:5]) <= np.abs(x[:5]).max(axis=1, keepdims=True) / 254 * (1 + 1e-6)).all()
 
 
 def test_attention_argument_checks():
@@ -478,6 +562,18 @@ def test_attention_argument_checks():
         K.attention("generic", np.ones(7, np.float32), k, k, 1.0, 0, 4)
     with pytest.raises(E):
         K.attention("generic", q, k, k, 1.0, 0, 4, alibi_slope=float("nan"))
+    k8 = np.ones((4, 8), np.int8)
+    s = np.ones(4, np.float32)
+    for kwargs in (dict(), dict(k_scale=s), dict(k_scale=s, v_scale=np.ones(3, np.float32)),
+                   dict(k_scale=np.ones((4, 1), np.float32), v_scale=s)):
+        with pytest.raises(E):
+            K.attention("generic", q, k8, k8, 1.0, 0, 4, **kwargs)
+    with pytest.raises(E):  # scales for float rows
+        K.attention("generic", q, k, k, 1.0, 0, 4, k_scale=s, v_scale=s)
+    with pytest.raises(E):  # mixed dtypes
+        K.attention("generic", q, k8, k, 1.0, 0, 4, k_scale=s, v_scale=s)
+    with pytest.raises(E):
+        K.quantize_kv("generic", np.ones(8, np.float32))
 
 
 # ----------------------------------------------------------------------------------------------

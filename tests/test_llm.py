@@ -106,6 +106,22 @@ SEQ = [3, 17, 250, 4, 99, 1, 0, 288, 77, 12, 5, 160, 33, 2, 201, 45, 6, 7, 299, 
 F32_TOL = 1e-4  # max abs error vs transformers f32 (the issue's bound for f32 weights)
 
 
+def assert_decode_equals_full(llm: slmcore.LLM, prefix: int = 7) -> None:
+    """Prefill SEQ[:prefix], then one token at a time: bitwise the logits of one full-sequence call."""
+    full = llm.logits(SEQ)
+    steps = [llm._prefill(SEQ[:prefix])] + [llm._decode(t) for t in SEQ[prefix:]]
+    np.testing.assert_array_equal(np.stack(steps), full[prefix - 1 :])
+
+
+def assert_threads_bitwise(llm: slmcore.LLM) -> None:
+    """The logits of SEQ with 1 and with 2 threads are bitwise identical."""
+    llm._engine.set_threads(1)
+    one = llm.logits(SEQ)
+    llm._engine.set_threads(2)
+    assert llm.threads == 2
+    np.testing.assert_array_equal(one, llm.logits(SEQ))
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """Tiny checkpoints, built once: {(case_id, dtype, sharded): path}."""
@@ -192,21 +208,14 @@ def test_incremental_decode_equals_full_sequence(models, isa, kv_dtype, case_id)
     output of the matmul kernels is reduced in an order independent of the number of tokens."""
     with slmcore.LLM(models(case_id), kv_dtype=kv_dtype) as llm:
         llm._engine.set_isa(isa)
-        full = llm.logits(SEQ)
-        steps = [llm._prefill(SEQ[:7])]
-        steps += [llm._decode(t) for t in SEQ[7:]]
-    np.testing.assert_array_equal(np.stack(steps), full[6:])
+        assert_decode_equals_full(llm)
 
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_threads_are_bitwise_identical(models, isa):
     with slmcore.LLM(models("llama-untied-llama3-rope-bias"), threads=1) as llm:
         llm._engine.set_isa(isa)
-        one = llm.logits(SEQ)
-        llm._engine.set_threads(2)
-        assert llm.threads == 2
-        two = llm.logits(SEQ)
-    np.testing.assert_array_equal(one, two)
+        assert_threads_bitwise(llm)
 
 
 def test_long_prompt_crosses_chunks(tmp_path):

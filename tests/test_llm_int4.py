@@ -19,7 +19,7 @@ from slmcore import llm as llm_module
 from slmcore import quant as Q
 from slmcore.errors import InvalidArgumentError, ModelFormatError
 from slmcore.reference.forward import forward
-from test_llm import CASES, SEQ, models  # noqa: F401 (fixture)
+from test_llm import CASES, SEQ, assert_threads_bitwise, models  # noqa: F401 (fixture)
 
 ISAS = _core.kernels.available_isas()
 FAMILY_CASES = [c[0] for c in CASES]
@@ -138,10 +138,7 @@ def test_int4_incremental_decode_equals_full_sequence(models, isa, kv_dtype):
 def test_int4_threads_are_bitwise_identical(models, isa):
     with slmcore.LLM(models("gemma3"), quant="int4", threads=1) as llm:
         llm._engine.set_isa(isa)
-        one = llm.logits(SEQ)
-        llm._engine.set_threads(2)
-        two = llm.logits(SEQ)
-    np.testing.assert_array_equal(one, two)
+        assert_threads_bitwise(llm)
 
 
 def test_int4_kernels_are_bitwise_equal_across_isas(models):

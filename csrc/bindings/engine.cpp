@@ -230,7 +230,8 @@ std::unique_ptr<PyEngine> build(const std::string& graph, const py::dict& cfg, c
   c.rms_norm_eps = cfg["rms_norm_eps"].cast<float>();
   c.attention_scale = cfg["attention_scale"].cast<float>();
   c.max_seq_len = i64("max_seq_len");
-  c.kv_dtype = parse_dtype(cfg["kv_dtype"].cast<std::string>());
+  const std::string kv_dtype = cfg["kv_dtype"].cast<std::string>();
+  c.kv_dtype = kv_dtype == "int8" ? DType::I8 : parse_dtype(kv_dtype);
   c.layer_windows = cfg["layer_windows"].cast<std::vector<int64_t>>();
   c.rope_cos = float_tables(cfg, "rope_cos");
   c.rope_sin = float_tables(cfg, "rope_sin");
@@ -359,6 +360,8 @@ void bind_engine(py::module_& m) {
            "Keep the first n positions of the sequence.")
       .def_property_readonly("n_past", [](PyEngine& s) { return s.get().n_past(); })
       .def_property_readonly("max_seq_len", [](PyEngine& s) { return s.get().config().max_seq_len; })
+      .def_property_readonly("kv_cache_bytes", [](PyEngine& s) { return s.get().kv_cache_bytes(); },
+                             "Bytes held by the KV cache (0 for RWKV, which has none).")
       .def("set_isa", [](PyEngine& s, const std::string& isa) { s.get().set_isa(isa); }, py::arg("isa"),
            "Switch the kernel table ('auto', 'generic', 'avx2', 'avx512'); for tests and benchmarks.")
       .def_property_readonly("isa", [](PyEngine& s) { return s.get().isa(); })

@@ -54,11 +54,12 @@ const char* dtype_name(DType d) {
     case DType::F32: return "float32";
     case DType::F16: return "float16";
     case DType::BF16: return "bfloat16";
+    case DType::I8: return "int8";
   }
   return "?";
 }
 
-// Whether numpy dtype `dt` stores `d`: float32, float16, or uint16 holding bfloat16 bits; native
+// Whether numpy dtype `dt` stores `d`: float32, float16, uint16 holding bfloat16 bits, or int8; native
 // byte order only.
 bool stores(const py::dtype& dt, DType d) {
   const char bo = dt.byteorder();  // numpy reports native order as '=' ('|' for single bytes)
@@ -67,6 +68,7 @@ bool stores(const py::dtype& dt, DType d) {
     case DType::F32: return dt.kind() == 'f' && dt.itemsize() == 4;
     case DType::F16: return dt.kind() == 'f' && dt.itemsize() == 2;
     case DType::BF16: return dt.kind() == 'u' && dt.itemsize() == 2;
+    case DType::I8: return dt.kind() == 'i' && dt.itemsize() == 1;
   }
   return false;
 }
@@ -76,6 +78,7 @@ std::string expected_numpy(DType d) {
     case DType::F32: return "numpy float32";
     case DType::F16: return "numpy float16";
     case DType::BF16: return "numpy uint16 holding bfloat16 bits";
+    case DType::I8: return "numpy int8";
   }
   return "?";
 }
@@ -266,7 +269,8 @@ py::array rope(const std::string& isa, const py::object& x_obj, const py::object
 }
 
 py::array attention(const std::string& isa, const py::object& q_obj, const py::array& kc, const py::array& vc,
-                    double scale, int64_t kv_begin, int64_t kv_end, double softcap, double alibi_slope) {
+                    double scale, int64_t kv_begin, int64_t kv_end, double softcap, double alibi_slope,
+                    const std::optional<py::object>& k_scale_obj, const std::optional<py::object>& v_scale_obj) {
   const auto& k = table(isa);
   const F32Array q = f32(q_obj, 1, "attention q [head_dim]");
   DType d;
@@ -274,8 +278,10 @@ py::array attention(const std::string& isa, const py::object& q_obj, const py::a
     d = DType::F32;
   } else if (stores(kc.dtype(), DType::F16)) {
     d = DType::F16;
+  } else if (stores(kc.dtype(), DType::I8)) {
+    d = DType::I8;
   } else {
-    invalid("attention: k must be a numpy float32 or float16 array, got " + std::string(py::str(kc.dtype())));
+    invalid("attention: k must be a numpy float32, float16 or int8 array, got " + std::string(py::str(kc.dtype())));
   }
   if (!stores(vc.dtype(), d)) {
     invalid("attention: v must have k's dtype " + std::string(dtype_name(d)) + ", got " + std::string(py::str(vc.dtype())));
@@ -295,6 +301,20 @@ py::array attention(const std::string& isa, const py::object& q_obj, const py::a
             std::to_string(kv_begin) + ", kv_end " + std::to_string(kv_end));
   }
   if (!std::isfinite(scale)) invalid("attention: scale must be finite");
+  const bool has_scales = (k_scale_obj && !k_scale_obj->is_none()) || (v_scale_obj && !v_scale_obj->is_none());
+  if (d != DType::I8 && has_scales) invalid("attention: k_scale and v_scale are for int8 k and v only");
+  F32Array k_scale, v_scale;
+  if (d == DType::I8) {  // one float32 scale per row of k and of v
+    if (!k_scale_obj || k_scale_obj->is_none() || !v_scale_obj || v_scale_obj->is_none()) {
+      invalid("attention: int8 k and v need k_scale and v_scale [n_pos]");
+    }
+    k_scale = f32(*k_scale_obj, 1, "attention k_scale [n_pos]");
+    v_scale = f32(*v_scale_obj, 1, "attention v_scale [n_pos]");
+    if (k_scale.shape(0) != n_pos || v_scale.shape(0) != n_pos) {
+      invalid("attention: k_scale and v_scale need shape (" + std::to_string(n_pos) + ",), got " + shape_str(k_scale) +
+              " and " + shape_str(v_scale));
+    }
+  }
   F32Array out({head_dim});
   std::vector<float> scores(static_cast<size_t>(kv_end - kv_begin));
   kernels::AttentionArgs args{};
@@ -311,6 +331,8 @@ py::array attention(const std::string& isa, const py::object& q_obj, const py::a
   args.softcap = static_cast<float>(softcap);
   if (!std::isfinite(alibi_slope)) invalid("attention: alibi_slope must be finite");
   args.alibi_slope = static_cast<float>(alibi_slope);
+  args.k_scale = d == DType::I8 ? k_scale.data() : nullptr;
+  args.v_scale = d == DType::I8 ? v_scale.data() : nullptr;
   args.scores = scores.data();
   args.out = out.mutable_data();
   {
@@ -446,6 +468,23 @@ py::tuple quantize_activations(const std::string& isa, const py::object& x_obj, 
   }
   QuantBuffers q = quantize(k, x, in_padded);
   return py::make_tuple(q.a, q.d, q.sums);
+}
+
+// The int8 KV cache's quantization of rows x [n_rows, head_dim]: (q int8 [n_rows, head_dim], scale float32 [n_rows]).
+py::tuple quantize_kv(const std::string& isa, const py::object& x_obj) {
+  const auto& k = table(isa);
+  const F32Array x = f32(x_obj, 2, "quantize_kv x [n_rows, head_dim]");
+  const int64_t rows = x.shape(0), n = x.shape(1);
+  I8Array q({rows, n});
+  F32Array scale({rows});
+  const float* xp = x.data();
+  int8_t* qp = q.mutable_data();
+  float* sp = scale.mutable_data();
+  {
+    py::gil_scoped_release release;
+    for (int64_t r = 0; r < rows; ++r) k.quantize_kv(xp + r * n, n, qp + r * n, sp + r);
+  }
+  return py::make_tuple(q, scale);
 }
 
 // Output buffer for y: a copy of y0 (accumulate) or zeros.
@@ -782,7 +821,12 @@ void bind_kernels(py::module_& m) {
          py::arg("style") = "neox", "A rotated copy of x [n_heads, head_dim].");
   km.def("attention", &attention, py::arg("isa"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("scale"),
          py::arg("kv_begin") = 0, py::arg("kv_end") = -1, py::arg("softcap") = 0.0, py::arg("alibi_slope") = 0.0,
-         "One query head at position kv_end - 1 over K/V rows [kv_begin, kv_end); see attention.h.");
+         py::arg("k_scale") = py::none(), py::arg("v_scale") = py::none(),
+         "One query head at position kv_end - 1 over K/V rows [kv_begin, kv_end); see attention.h. k and v: float32, "
+         "float16, or int8 with float32 row scales k_scale, v_scale [n_pos].");
+  km.def("quantize_kv", &quantize_kv, py::arg("isa"), py::arg("x"),
+         "The int8 KV cache's rule per row: x float32 [n_rows, head_dim] -> (q int8 [n_rows, head_dim], scale float32 "
+         "[n_rows]).");
   km.def("swiglu", &swiglu, py::arg("isa"), py::arg("gate"), py::arg("up"));
   km.def("geglu", &geglu, py::arg("isa"), py::arg("gate"), py::arg("up"));
   km.def("to_f32", &to_f32, py::arg("isa"), py::arg("src"), py::arg("dtype"));

@@ -131,7 +131,7 @@ struct EngineConfig {
   // ALiBi (BLOOM, Falcon-RW): per query head, the slope of the score bias slope * (j - i); empty = none.
   std::vector<float> alibi_slopes;
   int64_t max_seq_len = 0;
-  DType kv_dtype = DType::F32;        // F32 or F16
+  DType kv_dtype = DType::F32;        // F32, F16 or I8 (int8 with a float32 scale per cached row)
   std::vector<int64_t> layer_windows;  // per layer; 0 = full causal attention
   // Rotary tables, each [max_seq_len, rotary_dim / 2]; layer l uses table layer_rope[l] (Gemma 3
   // has one for global and one for sliding-window layers).
@@ -170,6 +170,8 @@ class Engine {
   virtual std::string isa() const = 0;
   virtual void set_threads(int n_threads) = 0;
   virtual int threads() const = 0;
+  // Bytes held by the KV cache (values and, for int8, their scales); 0 for a graph without one (RWKV).
+  virtual int64_t kv_cache_bytes() const { return 0; }
 };
 
 // What every graph's forward() does first and around its passes. check_forward_input throws

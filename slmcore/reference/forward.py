@@ -27,8 +27,14 @@ def causal_window_mask(n_tokens: int, window: int) -> np.ndarray:
     return visible
 
 
-def forward(config: ModelConfig, weights: dict[str, tuple[np.ndarray, str]], token_ids: Sequence[int]) -> np.ndarray:
-    """float64 logits [T, vocab] for token_ids at positions 0..T-1."""
+def forward(
+    config: ModelConfig, weights: dict[str, tuple[np.ndarray, str]], token_ids: Sequence[int], kv_dtype: str = "float64"
+) -> np.ndarray:
+    """float64 logits [T, vocab] for token_ids at positions 0..T-1. kv_dtype "int8" rounds every
+    K and V row (after rope) to the int8 KV cache's values (reference quant.quantize_kv of the
+    row in float32); "float64" keeps them exact."""
+    if kv_dtype not in ("float64", "int8"):
+        raise InvalidArgumentError(f"kv_dtype must be float64 or int8, got {kv_dtype!r}")
     token_ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
     if token_ids.size == 0:
         raise InvalidArgumentError("token_ids is empty")
@@ -63,6 +69,9 @@ def forward(config: ModelConfig, weights: dict[str, tuple[np.ndarray, str]], tok
         v = linear(h, f"{p}.self_attn.v_proj", config.qkv_bias).reshape(n_tokens, n_kv_heads, head_dim)
         q = rope(q, cos, sin, head_dim, rotary_style)
         k = rope(k, cos, sin, head_dim, rotary_style)
+        if kv_dtype == "int8":  # what the cache holds: per (position, KV head) row, int8 times a scale
+            k = reference_quant.dequantize_kv(*reference_quant.quantize_kv(k))
+            v = reference_quant.dequantize_kv(*reference_quant.quantize_kv(v))
 
         visible = causal_window_mask(n_tokens, config.layer_windows[layer])
         attn = np.empty((n_tokens, n_heads, head_dim))

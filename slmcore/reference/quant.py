@@ -18,6 +18,9 @@ computed here in float64, so a kernel differs only by its own float32 rounding.
 
 int8-row format (embeddings, lm_head): q int8 [out, in] and a per-row float16 scale, w = scale * q;
     y = scale_o * sum_b d_b * sum_i q_i * a_i.
+
+int8 KV cache (kv_dtype="int8"): each cached K or V row (head_dim values of one layer, KV head and
+position) by the activation rule over the whole row, with a float32 scale: quantize_kv.
 """
 
 from __future__ import annotations
@@ -119,15 +122,37 @@ def quantize_activations(x: np.ndarray, in_padded: int | None = None):
         raise ValueError("in_padded must be a multiple of 32 and >= in_features")
     xp = np.zeros((n_tokens, in_padded), np.float32)
     xp[:, :in_features] = x
-    blocks = xp.reshape(n_tokens, in_padded // BLOCK, BLOCK)
-    amax = np.abs(blocks).max(axis=2)
-    d = (amax / np.float32(127)).astype(np.float32)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        v = blocks / np.where(d > 0, d, np.float32(1))[:, :, None]  # float32 division
-    a = np.clip(np.rint(v), -127, 127)  # np.rint rounds half to even
-    a = np.where((d > 0)[:, :, None], a, 0).astype(np.int8)
+    a, d = absmax_int8(xp.reshape(n_tokens, in_padded // BLOCK, BLOCK))
     sums = a.astype(np.int32).sum(axis=2, dtype=np.int32)
     return a.reshape(n_tokens, in_padded), d, sums
+
+
+def absmax_int8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The int8 rule over the last axis of float32 x: (a int8 [...], d float32 [...[:-1]]) with
+    d = amax / 127 and a = clamp(round_half_even(x / d), -127, 127), both divisions in float32,
+    and a = 0 where d == 0. Activation blocks and int8 KV cache rows both use it."""
+    amax = np.abs(x).max(axis=-1)
+    d = (amax / np.float32(127)).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = x / np.where(d > 0, d, np.float32(1))[..., None]  # float32 division
+    a = np.clip(np.rint(v), -127, 127)  # np.rint rounds half to even
+    a = np.where((d > 0)[..., None], a, 0).astype(np.int8)
+    return a, d
+
+
+def quantize_kv(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The int8 KV cache (kernels/include/slm/kernels/attention.h): each row of x float32
+    [..., head_dim] (one layer, KV head and position) -> (q int8 [..., head_dim], scale float32 [...])
+    by absmax_int8 over the whole row. A row holding a non-finite value gets scale NaN and q = 0."""
+    x = np.asarray(x, dtype=np.float32)
+    finite = np.isfinite(x).all(axis=-1)
+    q, scale = absmax_int8(np.where(finite[..., None], x, np.float32(0)))
+    return np.where(finite[..., None], q, 0).astype(np.int8), np.where(finite, scale, np.float32(np.nan))
+
+
+def dequantize_kv(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """float64 K or V = scale * q per row (what the attention kernel multiplies)."""
+    return np.asarray(q, dtype=np.float64) * np.asarray(scale, dtype=np.float64)[..., None]
 
 
 def dequantize_activations(a: np.ndarray, d: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ namespace {
 constexpr int64_t kMaxChunk = 512;  // prompt tokens per pass: bounds scratch memory
 constexpr int64_t kRowAlign = 16;   // thread split granularity for matrix rows
 
-size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
+size_t dtype_size(DType t) { return t == DType::F32 ? 4 : t == DType::I8 ? 1 : 2; }
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
@@ -105,6 +105,11 @@ class LlamaEngine final : public Engine {
     const size_t cache_elems = static_cast<size_t>(cfg_.n_layers * cfg_.n_kv_heads * cfg_.max_seq_len * cfg_.head_dim);
     k_cache_.resize(cache_elems * dtype_size(cfg_.kv_dtype));
     v_cache_.resize(cache_elems * dtype_size(cfg_.kv_dtype));
+    if (cfg_.kv_dtype == DType::I8) {
+      const size_t rows = static_cast<size_t>(cfg_.n_layers * cfg_.n_kv_heads * cfg_.max_seq_len);
+      k_scale_.resize(rows);
+      v_scale_.resize(rows);
+    }
     x_.resize(chunk_ * cfg_.hidden_size);
     q_.resize(chunk_ * q_dim_);
     k_.resize(chunk_ * kv_dim_);
@@ -146,6 +151,9 @@ class LlamaEngine final : public Engine {
   void set_isa(const std::string& isa) override { kernels_ = &cpu_kernels_for(isa); }
   std::string isa() const override { return kernels_->name; }
   int threads() const override { return pool_->size(); }
+  int64_t kv_cache_bytes() const override {
+    return static_cast<int64_t>(k_cache_.size() + v_cache_.size() + (k_scale_.size() + v_scale_.size()) * sizeof(float));
+  }
 
   void set_threads(int n_threads) override {
     if (n_threads < 1) throw InvalidArgumentError("threads must be at least 1, got " + std::to_string(n_threads));
@@ -199,7 +207,9 @@ class LlamaEngine final : public Engine {
     for (int64_t wdw : c.layer_windows) {
       if (wdw < 0) throw ConfigError("sliding window sizes must be >= 0");
     }
-    if (c.kv_dtype != DType::F32 && c.kv_dtype != DType::F16) throw ConfigError("kv cache dtype must be float32 or float16");
+    if (c.kv_dtype != DType::F32 && c.kv_dtype != DType::F16 && c.kv_dtype != DType::I8) {
+      throw ConfigError("kv cache dtype must be float32, float16 or int8");
+    }
     if (!c.alibi_slopes.empty() && static_cast<int64_t>(c.alibi_slopes.size()) != c.n_heads) {
       throw ConfigError("alibi_slopes needs one slope per attention head (" + std::to_string(c.n_heads) + "), got " +
                         std::to_string(c.alibi_slopes.size()));
@@ -323,17 +333,26 @@ class LlamaEngine final : public Engine {
     return static_cast<size_t>(((layer * cfg_.n_kv_heads + kv_head) * cfg_.max_seq_len + pos) * cfg_.head_dim);
   }
 
-  void store_kv(uint8_t* cache, int64_t layer, int64_t kv_head, int64_t pos, const float* src) const {
+  // The int8 cache's row scales are [layer][kv_head][position], one per cached row.
+  void store_kv(uint8_t* cache, float* scales, int64_t layer, int64_t kv_head, int64_t pos, const float* src) const {
     const size_t off = cache_offset(layer, kv_head, pos);
-    if (cfg_.kv_dtype == DType::F32) {
-      std::memcpy(reinterpret_cast<float*>(cache) + off, src, cfg_.head_dim * sizeof(float));
-    } else {
-      kernels_->f32_to_f16(src, reinterpret_cast<uint16_t*>(cache) + off, cfg_.head_dim);
+    switch (cfg_.kv_dtype) {
+      case DType::F32:
+        std::memcpy(reinterpret_cast<float*>(cache) + off, src, cfg_.head_dim * sizeof(float));
+        return;
+      case DType::I8:
+        kernels_->quantize_kv(src, cfg_.head_dim, reinterpret_cast<int8_t*>(cache) + off, scales + off / cfg_.head_dim);
+        return;
+      default:
+        kernels_->f32_to_f16(src, reinterpret_cast<uint16_t*>(cache) + off, cfg_.head_dim);
     }
   }
 
   const void* cache_row(const Buffer<uint8_t>& cache, int64_t layer, int64_t kv_head) const {
     return cache.data() + cache_offset(layer, kv_head, 0) * dtype_size(cfg_.kv_dtype);
+  }
+  const float* scale_row(const Buffer<float>& scales, int64_t layer, int64_t kv_head) const {
+    return cfg_.kv_dtype == DType::I8 ? scales.data() + cache_offset(layer, kv_head, 0) / cfg_.head_dim : nullptr;
   }
 
   // Region 1: q, k, v projections of this thread's heads, rotary embedding, KV cache writes.
@@ -384,13 +403,13 @@ class LlamaEngine final : public Engine {
       matmul(in, n, L.k_proj, k.begin * hd, k.end * hd, k_.data(), kv_dim_, L.k_bias, false);
       norm_and_rotate(k_.data(), kv_dim_, k.begin, k.end, L.k_norm);
       for (int64_t t = 0; t < n; ++t) {
-        for (int64_t g = k.begin; g < k.end; ++g) store_kv(k_cache_.data(), layer, g, pos0 + t, k_.data() + t * kv_dim_ + g * hd);
+        for (int64_t g = k.begin; g < k.end; ++g) store_kv(k_cache_.data(), k_scale_.data(), layer, g, pos0 + t, k_.data() + t * kv_dim_ + g * hd);
       }
     }
     if (v.begin < v.end) {
       matmul(in, n, L.v_proj, v.begin * hd, v.end * hd, v_.data(), kv_dim_, L.v_bias, false);
       for (int64_t t = 0; t < n; ++t) {
-        for (int64_t g = v.begin; g < v.end; ++g) store_kv(v_cache_.data(), layer, g, pos0 + t, v_.data() + t * kv_dim_ + g * hd);
+        for (int64_t g = v.begin; g < v.end; ++g) store_kv(v_cache_.data(), v_scale_.data(), layer, g, pos0 + t, v_.data() + t * kv_dim_ + g * hd);
       }
     }
   }
@@ -431,6 +450,8 @@ class LlamaEngine final : public Engine {
       a.q = q_.data() + t * q_dim_ + head * hd;
       a.k = cache_row(k_cache_, layer, kv_head);
       a.v = cache_row(v_cache_, layer, kv_head);
+      a.k_scale = scale_row(k_scale_, layer, kv_head);
+      a.v_scale = scale_row(v_scale_, layer, kv_head);
       a.kv_dtype = cfg_.kv_dtype;
       a.kv_stride = hd;
       a.kv_begin = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
@@ -536,6 +557,7 @@ class LlamaEngine final : public Engine {
   int64_t q_dim_ = 0;
   int64_t kv_dim_ = 0;
   Buffer<uint8_t> k_cache_, v_cache_;  // [layer][kv_head][position][head_dim] in kv_dtype
+  Buffer<float> k_scale_, v_scale_;    // int8 cache only: [layer][kv_head][position], a scale per row
   Buffer<float> x_, q_, k_, v_, attn_, gate_, up_;
   Buffer<float> proj_;  // [chunk, hidden]: attention / MLP output before its output norm
   Buffer<float> block_input_;  // [chunk, hidden]: x at the start of a parallel block

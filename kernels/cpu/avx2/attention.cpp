@@ -1,9 +1,10 @@
-// AVX2 attention of one query head over cached positions [kv_begin, kv_end), K/V in f32 or f16.
+// AVX2 attention of one query head over cached positions [kv_begin, kv_end), K/V in f32, f16 or int8
+// (the int8 KV cache: a float32 scale per row).
 //
 // 1. scores[j] = scale * dot(q, K[j]), four keys at a time (four independent FMA chains);
 // 2. p_j = e^(scores[j] - max), vectorised, and their sum;
-// 3. out = (sum_j p_j V[j]) / sum (one division at the end), with the output held in registers:
-//    up to 8 vectors (64 dims) per pass over the rows of V.
+// 3. out = (sum_j w_j V[j]) / sum (one division at the end), w_j = p_j, or p_j * v_scale[j] for
+//    int8 rows, with the output held in registers: up to 8 vectors (64 dims) per pass over V.
 // head_dim % 8 != 0 is handled through zero-padded stack copies (real models use multiples of 8).
 #include <immintrin.h>
 
@@ -19,6 +20,14 @@ namespace slm::kernels::avx2 {
 namespace {
 
 constexpr int kOutVectors = 8;
+
+// What multiplies dot(q, stored row) to give the score: the attention scale, times the row's
+// scale for the int8 cache (its rows store K / k_scale).
+template <DType D>
+float score_scale(const AttentionArgs& a, int64_t row) {
+  if constexpr (D == DType::I8) return a.scale * a.k_scale[row];
+  return a.scale;
+}
 
 template <DType D>
 float scores_pass(const AttentionArgs& a) {
@@ -43,7 +52,7 @@ float scores_pass(const AttentionArgs& a) {
         acc[r] = _mm256_fmadd_ps(q_tail, load_widen_partial<D>(k0 + r * row_bytes + n_full * kLanes * es, rem), acc[r]);
       }
     }
-    for (int r = 0; r < 4; ++r) a.scores[j + r] = a.scale * hsum(acc[r]);
+    for (int r = 0; r < 4; ++r) a.scores[j + r] = score_scale<D>(a, a.kv_begin + j + r) * hsum(acc[r]);
   }
   for (; j < n; ++j) {
     const unsigned char* k0 = k + (a.kv_begin + j) * row_bytes;
@@ -52,7 +61,7 @@ float scores_pass(const AttentionArgs& a) {
       acc = _mm256_fmadd_ps(_mm256_loadu_ps(a.q + c * kLanes), load_widen<D>(k0 + c * kLanes * es), acc);
     }
     if (rem) acc = _mm256_fmadd_ps(q_tail, load_widen_partial<D>(k0 + n_full * kLanes * es, rem), acc);
-    a.scores[j] = a.scale * hsum(acc);
+    a.scores[j] = score_scale<D>(a, a.kv_begin + j) * hsum(acc);
   }
   if (a.softcap > 0.f) {  // Gemma 2's soft-capping: rare, so scalar
     for (j = 0; j < n; ++j) a.scores[j] = a.softcap * std::tanh(a.scores[j] / a.softcap);
@@ -96,6 +105,18 @@ void pv_block(const AttentionArgs& a, int64_t d0, int64_t last, float sum) {
   store_partial(a.out + d0 + (NV - 1) * kLanes, _mm256_div_ps(acc[NV - 1], vs), last);
 }
 
+// The weights of V rows j .. j + count - 1 (count <= 8) in the output sum, from their softmax
+// numerators p: p itself, times each row's scale for the int8 cache (the sum that divides the
+// output is the p alone).
+template <DType D>
+__m256 v_weights(const AttentionArgs& a, int64_t j, __m256 p, int64_t count) {
+  if constexpr (D == DType::I8) {
+    const float* s = a.v_scale + a.kv_begin + j;
+    return _mm256_mul_ps(p, count == kLanes ? _mm256_loadu_ps(s) : load_partial(s, count));
+  }
+  return p;
+}
+
 template <DType D>
 void attention_impl(const AttentionArgs& a) {
   const int64_t hd = a.head_dim, n = a.kv_end - a.kv_begin;
@@ -106,7 +127,7 @@ void attention_impl(const AttentionArgs& a) {
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
     const __m256 p = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(a.scores + j), vmx));
-    _mm256_storeu_ps(a.scores + j, p);
+    _mm256_storeu_ps(a.scores + j, v_weights<D>(a, j, p, kLanes));
     sum = _mm256_add_ps(sum, p);
   }
   if (j < n) {
@@ -115,7 +136,7 @@ void attention_impl(const AttentionArgs& a) {
     const __m256 keep = _mm256_castsi256_ps(
         _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(r)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
     const __m256 p = _mm256_and_ps(keep, exp_ps(_mm256_sub_ps(load_partial(a.scores + j, r), vmx)));
-    store_partial(a.scores + j, p, r);
+    store_partial(a.scores + j, v_weights<D>(a, j, p, r), r);
     sum = _mm256_add_ps(sum, p);
   }
   const float total = hsum(sum);
@@ -145,6 +166,7 @@ void attention(const AttentionArgs& a) {
     case DType::F32: return attention_impl<DType::F32>(a);
     case DType::F16: return attention_impl<DType::F16>(a);
     case DType::BF16: return attention_impl<DType::BF16>(a);
+    case DType::I8: return attention_impl<DType::I8>(a);
   }
 }
 

@@ -30,16 +30,18 @@ inline float hmax(__m256 v) {
 
 template <DType D>
 constexpr int64_t elem_size() {
-  return D == DType::F32 ? 4 : 2;
+  return D == DType::F32 ? 4 : D == DType::I8 ? 1 : 2;
 }
 
-// 8 stored values of type D at p (no alignment) widened to float32.
+// 8 stored values of type D at p (no alignment) widened to float32 (int8: the integer values).
 template <DType D>
 inline __m256 load_widen(const void* p) {
   if constexpr (D == DType::F32) {
     return _mm256_loadu_ps(static_cast<const float*>(p));
   } else if constexpr (D == DType::F16) {
     return _mm256_cvtph_ps(_mm_loadu_si128(static_cast<const __m128i*>(p)));
+  } else if constexpr (D == DType::I8) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(static_cast<const __m128i*>(p))));
   } else {
     const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));

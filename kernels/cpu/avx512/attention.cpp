@@ -1,9 +1,10 @@
-// AVX-512 attention of one query head over cached positions [kv_begin, kv_end), K/V in f32 or f16.
+// AVX-512 attention of one query head over cached positions [kv_begin, kv_end), K/V in f32, f16 or int8
+// (the int8 KV cache: a float32 scale per row).
 //
 // 1. scores[j] = scale * dot(q, K[j]), four keys at a time (four independent FMA chains);
 // 2. p_j = e^(scores[j] - max), vectorised, and their sum;
-// 3. out = (sum_j p_j V[j]) / sum (one division at the end), with the output held in registers: up to 8 vectors (128 dims)
-//    per pass over the rows of V.
+// 3. out = (sum_j w_j V[j]) / sum (one division at the end), w_j = p_j, or p_j * v_scale[j] for
+//    int8 rows, with the output held in registers: up to 8 vectors (128 dims) per pass over V.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -21,7 +22,15 @@ constexpr int kOutVectors = 8;
 
 template <DType D>
 constexpr int64_t elem_size() {
-  return D == DType::F32 ? 4 : 2;
+  return D == DType::F32 ? 4 : D == DType::I8 ? 1 : 2;
+}
+
+// What multiplies dot(q, stored row) to give the score: the attention scale, times the row's
+// scale for the int8 cache (its rows store K / k_scale).
+template <DType D>
+float score_scale(const AttentionArgs& a, int64_t row) {
+  if constexpr (D == DType::I8) return a.scale * a.k_scale[row];
+  return a.scale;
 }
 
 template <DType D>
@@ -47,7 +56,7 @@ void scores_pass(const AttentionArgs& a, int64_t n_full, __mmask16 tail, float* 
         acc[r] = _mm512_fmadd_ps(qv, load_widen<D>(k0 + r * row_bytes + n_full * kLanes * es, tail), acc[r]);
       }
     }
-    for (int r = 0; r < 4; ++r) a.scores[j + r] = a.scale * hsum(acc[r]);
+    for (int r = 0; r < 4; ++r) a.scores[j + r] = score_scale<D>(a, a.kv_begin + j + r) * hsum(acc[r]);
   }
   for (; j < n; ++j) {
     const unsigned char* k0 = k + (a.kv_begin + j) * row_bytes;
@@ -59,7 +68,7 @@ void scores_pass(const AttentionArgs& a, int64_t n_full, __mmask16 tail, float* 
       acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a.q + n_full * kLanes),
                             load_widen<D>(k0 + n_full * kLanes * es, tail), acc);
     }
-    a.scores[j] = a.scale * hsum(acc);
+    a.scores[j] = score_scale<D>(a, a.kv_begin + j) * hsum(acc);
   }
   if (a.softcap > 0.f) {  // Gemma 2's soft-capping: rare, so scalar
     for (j = 0; j < n; ++j) a.scores[j] = a.softcap * std::tanh(a.scores[j] / a.softcap);
@@ -94,6 +103,15 @@ void pv_block(const AttentionArgs& a, int64_t d0, __mmask16 last, float sum) {
   _mm512_mask_storeu_ps(a.out + d0 + (NV - 1) * kLanes, last, _mm512_div_ps(acc[NV - 1], vs));
 }
 
+// The weights of V rows j .. j + 15 (those in m) in the output sum, from their softmax numerators
+// p: p itself, times each row's scale for the int8 cache (the sum that divides the output is the
+// p alone).
+template <DType D>
+__m512 v_weights(const AttentionArgs& a, int64_t j, __m512 p, __mmask16 m) {
+  if constexpr (D == DType::I8) return _mm512_mul_ps(p, _mm512_maskz_loadu_ps(m, a.v_scale + a.kv_begin + j));
+  return p;
+}
+
 template <DType D>
 void attention_impl(const AttentionArgs& a) {
   const int64_t hd = a.head_dim, n = a.kv_end - a.kv_begin;
@@ -107,7 +125,7 @@ void attention_impl(const AttentionArgs& a) {
   for (int64_t j = 0; j < n; j += kLanes) {
     const __mmask16 m = first_lanes(n - j < kLanes ? n - j : kLanes);
     const __m512 p = _mm512_maskz_mov_ps(m, exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, a.scores + j), vmx)));
-    _mm512_mask_storeu_ps(a.scores + j, m, p);
+    _mm512_mask_storeu_ps(a.scores + j, m, v_weights<D>(a, j, p, m));
     sum = _mm512_add_ps(sum, p);
   }
   const float total = hsum(sum);
@@ -138,6 +156,7 @@ void attention(const AttentionArgs& a) {
     case DType::F32: return attention_impl<DType::F32>(a);
     case DType::F16: return attention_impl<DType::F16>(a);
     case DType::BF16: return attention_impl<DType::BF16>(a);
+    case DType::I8: return attention_impl<DType::I8>(a);
   }
 }
 

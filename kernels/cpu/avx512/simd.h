@@ -34,14 +34,16 @@ inline float hmax(__m512 v) {
   return _mm_cvtss_f32(b);
 }
 
-// 16 stored values of type D at p (no alignment) widened to float32; the masked form reads only
-// the lanes in m and zeroes the others (no access past the end).
+// 16 stored values of type D at p (no alignment) widened to float32 (int8: the integer values); the
+// masked form reads only the lanes in m and zeroes the others (no access past the end).
 template <DType D>
 inline __m512 load_widen(const void* p) {
   if constexpr (D == DType::F32) {
     return _mm512_loadu_ps(p);
   } else if constexpr (D == DType::F16) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
+  } else if constexpr (D == DType::I8) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p))));
   } else {
     const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
     return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
@@ -54,6 +56,8 @@ inline __m512 load_widen(const void* p, __mmask16 m) {
     return _mm512_maskz_loadu_ps(m, p);
   } else if constexpr (D == DType::F16) {
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+  } else if constexpr (D == DType::I8) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p)));
   } else {
     const __m512i u = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
     return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));

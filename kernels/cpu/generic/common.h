@@ -87,6 +87,6 @@ inline uint16_t f32_to_half(float f) {
   return static_cast<uint16_t>(sign | h);
 }
 
-inline int64_t dtype_size(DType d) { return d == DType::F32 ? 4 : 2; }
+inline int64_t dtype_size(DType d) { return d == DType::F32 ? 4 : d == DType::I8 ? 1 : 2; }
 
 }  // namespace slm::kernels::generic

@@ -30,6 +30,7 @@ struct CpuKernels {
   Int4PackFn int4_pack;
   Int4MatmulFn int4_matmul;
   Int8MatmulFn int8_matmul;
+  QuantizeKvFn quantize_kv;  // one scalar implementation shared by every ISA (attention.h)
 };
 
 namespace generic { const CpuKernels& cpu_kernels(); }

@@ -5,7 +5,8 @@
 
 namespace slm::kernels {
 
-// Storage type of a weight matrix or of the KV cache. Activations are always float32.
-enum class DType : int32_t { F32 = 0, F16 = 1, BF16 = 2 };
+// Storage type of a weight matrix or of the KV cache. Activations are always float32. I8 is the
+// KV cache's only: int8 values with one float32 scale per cached row (slm/kernels/attention.h).
+enum class DType : int32_t { F32 = 0, F16 = 1, BF16 = 2, I8 = 3 };
 
 }  // namespace slm::kernels
