@@ -82,8 +82,9 @@ def engine_weights(config: ModelConfig, checkpoint: Checkpoint, dtype: str = "au
     common.check_dtype(dtype)
     if config.quantization is not None:  # slmcore.quant.load_quantized reads those
         raise ConfigError(f"{checkpoint.model_dir}: a quantized checkpoint is read by slmcore.quant.load_quantized")
+    shapes = weight_shapes(config)
     weights: dict[str, tuple[np.ndarray, str]] = {}
-    for canonical, shape in weight_shapes(config).items():
+    for canonical, shape in shapes.items():
         if canonical == "lm_head":
             continue
         # time_mix_* are stored as [1, 1, hidden]; every other vector as itself.
@@ -93,10 +94,9 @@ def engine_weights(config: ModelConfig, checkpoint: Checkpoint, dtype: str = "au
             weights[canonical] = common.matrix((array, stored), dtype)
         else:
             weights[canonical] = common.vector((array.reshape(shape), stored))
-    head_shape = (config.vocab_size, config.hidden_size)
     head = None
     if not config.tie_word_embeddings:
-        head = common.load(checkpoint, checkpoint_names("lm_head"), head_shape, required=False)
+        head = common.load(checkpoint, checkpoint_names("lm_head"), shapes["lm_head"], required=False)
         if head is None:
             raise ModelFormatError(f"{checkpoint.model_dir}: no head.weight and tie_word_embeddings is false")
     weights["lm_head"] = weights["embed_tokens"] if head is None else common.matrix(head, dtype)
