@@ -15,7 +15,6 @@ from slmcore import _core
 from slmcore.config import ModelConfig
 from slmcore.errors import (
     ClosedError,
-    ConfigError,
     DeviceUnavailableError,
     InvalidArgumentError,
     InvalidTokenError,
@@ -327,8 +326,6 @@ class LLM:
         if group_size is not None and (isinstance(group_size, bool) or group_size not in q.GROUP_SIZES):
             raise InvalidArgumentError(f"group_size={group_size!r} is not supported; choose one of {q.GROUP_SIZES}")
         stored = self.config.quantization
-        if (quant or stored) and family.GRAPH != "llama":
-            raise ConfigError(f"int4 is not supported for model_type {self.config.model_type!r} yet")
         if stored is not None:  # an slmcore-quantized checkpoint: used as it is
             if group_size is not None and group_size != stored.group_size:
                 raise InvalidArgumentError(
@@ -372,7 +369,7 @@ class LLM:
         self._live()
         if self._entries is None:
             raise InvalidArgumentError("save_quantized needs a quantized model: load it with quant='int4'")
-        tensors = q.quantized_checkpoint_tensors(self._entries, self.config.tie_word_embeddings)
+        tensors = q.quantized_checkpoint_tensors(self._entries, self.config)
         extra = [p for p in sorted(self.path.iterdir()) if p.is_file() and p.name in _COMPANION_FILES]
         raw = {k: v for k, v in self.config.raw.items() if k != "quantization_config"}
         return q.save_quantized(out_dir, raw, tensors, extra_files=extra)

@@ -53,9 +53,7 @@ from tqdm.auto import tqdm
 from slmcore.config import QUANT_GROUP_SIZES, ModelConfig, QuantizationConfig
 from slmcore.errors import ConfigError, InvalidArgumentError, ModelFormatError
 from slmcore.loader import WEIGHT_DTYPES, Checkpoint, convert, write_safetensors
-from slmcore.models import family_for
-from slmcore.models.llama import checkpoint_names
-from slmcore.models.llama import weight_shapes as canonical_shapes
+from slmcore.models import canonical_naming
 
 GROUP_SIZES = QUANT_GROUP_SIZES
 
@@ -596,9 +594,10 @@ def _check_agrees(given: QuantizationConfig | dict, derived: QuantizationConfig)
 def load_quantized(checkpoint: Checkpoint, config: ModelConfig, *, canonical: bool = False) -> dict[str, QuantizedValue]:
     """Every weight of an slmcore-quantized checkpoint, checked against config.json: name -> value.
 
-    Names are Llama's checkpoint names of the engine's canonical weights, whatever the family
-    ('model.layers.0.self_attn.q_proj.weight'), or with canonical=True the canonical names
-    themselves ('layers.0.self_attn.q_proj'); values are
+    Names are the checkpoint names of the engine's canonical weights (slmcore.models.canonical_naming:
+    Llama's for every attention family, 'model.layers.0.self_attn.q_proj.weight'; RWKV's own,
+    'rwkv.blocks.0.attention.key.weight'), or with canonical=True the canonical names themselves
+    ('layers.0.self_attn.q_proj'); values are
     Int4Tensor / Int8Rows of zero-copy views, or (view, dtype) for norms, biases and unquantized
     matrices. A tied lm_head is not returned. Every dtype, shape and scale is checked (the file is
     untrusted): ModelFormatError naming the tensor on any mismatch, ConfigError when config.json
@@ -607,14 +606,14 @@ def load_quantized(checkpoint: Checkpoint, config: ModelConfig, *, canonical: bo
     qc = config.quantization
     if qc is None:
         raise ConfigError(f"{checkpoint.model_dir}: config.json has no quantization_config; not a quantized checkpoint")
-    family_for(config)  # ConfigError for an unsupported model_type
+    naming = canonical_naming(config)  # ConfigError for an unsupported model_type
     unquantized, int8 = set(qc.unquantized), set(qc.int8)
     stems_seen: set[str] = set()
     weights: dict[str, QuantizedValue] = {}
-    for canonical_name, shape in canonical_shapes(config).items():
+    for canonical_name, shape in naming.weight_shapes(config).items():
         if canonical_name == "lm_head" and config.tie_word_embeddings:
             continue
-        name = _find_stored(checkpoint, checkpoint_names(canonical_name))
+        name = _find_stored(checkpoint, naming.checkpoint_names(canonical_name))
         key = canonical_name if canonical else name
         if len(shape) == 1:
             weights[key] = _load_float(checkpoint, name, shape)
@@ -789,11 +788,12 @@ def quantize_engine_weights(
     return out
 
 
-def quantized_checkpoint_tensors(entries: EngineWeights, tied: bool) -> dict[str, QuantizedValue]:
+def quantized_checkpoint_tensors(entries: EngineWeights, config: ModelConfig) -> dict[str, QuantizedValue]:
     """Engine entries -> save_quantized's tensors under checkpoint names (a tied lm_head is left out)."""
+    checkpoint_names = canonical_naming(config).checkpoint_names
     tensors: dict[str, QuantizedValue] = {}
     for name, entry in entries.items():
-        if name == "lm_head" and tied:
+        if name == "lm_head" and config.tie_word_embeddings:
             continue
         tensors[checkpoint_names(name)[0]] = canonical_value(entry)
     return tensors

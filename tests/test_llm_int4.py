@@ -158,21 +158,28 @@ def test_int4_kernels_are_bitwise_equal_across_isas(models):
 # --- save and reload ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case_id", [c for c in FAMILY_CASES if not c.startswith("rwkv")])
-def test_canonical_shapes_describe_every_family(models, case_id):
-    """A quantized checkpoint stores the engine's canonical weights (slmcore.models.llama.weight_shapes):
-    every family's weights must be exactly those, or a save / load would drop or miss one."""
+def engine_weight_shapes(path) -> tuple:
+    """(config, {canonical name: shape}) of the weights a model's family hands the engine."""
     from slmcore.config import ModelConfig
     from slmcore.loader import Checkpoint
     from slmcore.models import family_for
-    from slmcore.models.llama import weight_shapes
 
-    path = models(case_id)
     config = ModelConfig.from_file(path)
     with Checkpoint.open(path) as checkpoint:
         weights = family_for(config).engine_weights(config, checkpoint, "auto")
-        shapes = {name: tuple(array.shape) for name, (array, _) in weights.items()}
-    assert shapes == weight_shapes(config)
+        return config, {name: tuple(array.shape) for name, (array, _) in weights.items()}
+
+
+@pytest.mark.parametrize("case_id", FAMILY_CASES)
+def test_canonical_shapes_describe_every_family(models, case_id):
+    """A quantized checkpoint stores the engine's canonical weights (slmcore.models.canonical_naming:
+    llama.weight_shapes for every attention family; RWKV's in tests/test_rwkv_int4.py): every family's
+    weights must be exactly those, or a save / load would drop or miss one."""
+    from slmcore.models import canonical_naming, llama
+
+    config, shapes = engine_weight_shapes(models(case_id))
+    assert canonical_naming(config) is llama
+    assert shapes == llama.weight_shapes(config)
 
 
 @pytest.mark.parametrize("case_id", ["llama-tied", "gemma3", "phi3-fused", "gpt2", "bloom", "stablelm-qk-layernorm"])
@@ -215,25 +222,23 @@ def test_quant_arguments(models, tmp_path):
     slmcore.LLM(out, quant="int4").close()  # the same format: fine
 
 
-def test_corrupt_quantized_checkpoint_is_a_model_format_error(models, tmp_path):
+def broken_copy(checkpoint_dir, dst, name: str, replacement: np.ndarray | None = None):
+    """dst: checkpoint_dir's config.json and model.safetensors with tensor `name` deleted (or replaced)."""
     from safetensors.numpy import save_file
 
+    tensors = load_file(checkpoint_dir / "model.safetensors")
+    if replacement is None:
+        del tensors[name]
+    else:
+        tensors[name] = replacement
+    dst.mkdir(exist_ok=True)
+    (dst / "config.json").write_text((checkpoint_dir / "config.json").read_text())
+    save_file(tensors, str(dst / "model.safetensors"))
+    return dst
+
+
+def test_corrupt_quantized_checkpoint_is_a_model_format_error(models, tmp_path):
     with slmcore.LLM(models("llama-tied"), quant="int4", group_size=32) as llm:
         out = llm.save_quantized(tmp_path / "q")
-    tensors = load_file(out / "model.safetensors")
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    (bad / "config.json").write_text((out / "config.json").read_text())
-    del tensors["model.layers.1.mlp.up_proj.scales"]
-    save_file(tensors, str(bad / "model.safetensors"))
     with pytest.raises(ModelFormatError, match="up_proj.scales"):
-        slmcore.LLM(bad)
-
-
-def test_rwkv_refuses_int4_with_a_config_error(tmp_path):
-    from slmcore.errors import ConfigError
-    from tiny_models import make_tiny_model
-
-    path = make_tiny_model(tmp_path / "rwkv", arch="rwkv")
-    with pytest.raises(ConfigError, match="int4 is not supported for model_type 'rwkv'"):
-        slmcore.LLM(path, quant="int4")
+        slmcore.LLM(broken_copy(out, tmp_path / "bad", "model.layers.1.mlp.up_proj.scales"))

@@ -107,12 +107,19 @@ def test_bf16_checkpoint(models, reference_logits, isa):
         assert np.abs(llm.logits(SEQ) - reference_logits("rwkv", "bfloat16")).max() <= F32_TOL
 
 
+# Weights as stored (float32), or quantized at load: int4 layer matrices, int8-row embedding and
+# head (tests/test_rwkv_int4.py compares those with the reference).
+WEIGHTS = {"f32": dict(), "int4": dict(quant="int4", group_size=32)}
+
+
+@pytest.mark.parametrize("weights", list(WEIGHTS))
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("case", ["rwkv", "rwkv-rescale-2"])
-def test_incremental_decode_equals_full_sequence(models, isa, case):
+def test_incremental_decode_equals_full_sequence(models, isa, case, weights):
     """Prefill, then one token at a time (the state carried over), gives bitwise the logits of one
-    full-sequence call."""
-    with slmcore.LLM(models(case)) as llm:
+    full-sequence call. With quantized weights, a decode step quantizes its activations per thread
+    and a prefill shares them across threads: the same bits either way."""
+    with slmcore.LLM(models(case), threads=1, **WEIGHTS[weights]) as llm:
         llm._engine.set_isa(isa)
         full = llm.logits(SEQ)
         steps = [llm._prefill(SEQ[:7])]
@@ -124,17 +131,18 @@ def test_incremental_decode_equals_full_sequence(models, isa, case):
     np.testing.assert_array_equal(np.vstack([chunks[0][None], *chunks[1:]]), full[2:])
 
 
+@pytest.mark.parametrize("weights", list(WEIGHTS))
 @pytest.mark.parametrize("isa", ISAS)
-def test_threads_are_bitwise_identical(models, isa):
-    with slmcore.LLM(models("rwkv-rescale-2"), threads=1) as llm:
+def test_threads_are_bitwise_identical(models, isa, weights):
+    """A full sequence and decode steps; 3 threads: more than some row ranges have tiles."""
+    with slmcore.LLM(models("rwkv-rescale-2"), threads=1, **WEIGHTS[weights]) as llm:
         llm._engine.set_isa(isa)
         one = llm.logits(SEQ)
-        llm._engine.set_threads(2)
-        two = llm.logits(SEQ)
-        llm._engine.set_threads(3)  # more threads than some row ranges have tiles
-        three = llm.logits(SEQ)
-    np.testing.assert_array_equal(one, two)
-    np.testing.assert_array_equal(one, three)
+        decode_one = [llm._prefill(SEQ[:2])] + [llm._decode(t) for t in SEQ[2:6]]
+        for threads in (2, 3):
+            llm._engine.set_threads(threads)
+            np.testing.assert_array_equal(llm.logits(SEQ), one)
+            np.testing.assert_array_equal([llm._prefill(SEQ[:2])] + [llm._decode(t) for t in SEQ[2:6]], decode_one)
 
 
 def test_long_prompt_crosses_chunks(tmp_path):

@@ -117,7 +117,7 @@ def embedding_rows(weight, token_ids: np.ndarray) -> np.ndarray:
     return rows.astype(np.float64)  # the engine multiplies in float32
 
 
-def rwkv_forward(config: ModelConfig, weights: dict[str, tuple[np.ndarray, str]], token_ids: Sequence[int]) -> np.ndarray:
+def rwkv_forward(config: ModelConfig, weights: dict, token_ids: Sequence[int]) -> np.ndarray:
     """float64 logits [T, vocab] of an RWKV-4 model (transformers' RwkvForCausalLM in eval mode).
 
     Each block mixes every token with the one before it ("token shift"; zeros before the first),
@@ -127,7 +127,9 @@ def rwkv_forward(config: ModelConfig, weights: dict[str, tuple[np.ndarray, str]]
     with u = time_first and w = time_decay. Computed directly in float64 (no running maximum:
     the tiny models' exponents stay far from overflow). With rescale_every = R > 0, block i's
     output matrices are divided by 2^(i // R) and the residual stream is halved after every R-th
-    block, as transformers does at inference (RwkvModel._rescale_layers).
+    block, as transformers does at inference (RwkvModel._rescale_layers). Matrices may be
+    quantized (Int4Tensor / Int8Rows, see project): the rescaling then scales their outputs, which
+    equals the engine's scaling of their inputs because a power of two commutes with quantization.
     """
     token_ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
     if token_ids.size == 0:
@@ -140,7 +142,7 @@ def rwkv_forward(config: ModelConfig, weights: dict[str, tuple[np.ndarray, str]]
         return widen(*weights[name])
 
     def linear(x: np.ndarray, name: str) -> np.ndarray:
-        return matmul(x, *weights[name])
+        return project(x, weights[name], None)
 
     def norm(x: np.ndarray, name: str, eps: float = eps) -> np.ndarray:
         return layernorm(x, vector(name), vector(f"{name}.bias"), eps)
@@ -149,8 +151,7 @@ def rwkv_forward(config: ModelConfig, weights: dict[str, tuple[np.ndarray, str]]
         previous = np.vstack([np.zeros((1, h.shape[1])), h[:-1]])
         return h * mix + previous * (1 - mix)
 
-    embed, embed_dtype = weights["embed_tokens"]
-    x = norm(widen(embed[token_ids], embed_dtype), "pre_ln")
+    x = norm(embedding_rows(weights["embed_tokens"], token_ids), "pre_ln")
     for layer in range(config.num_hidden_layers):
         p = f"layers.{layer}"
         scale = 2.0 ** -(layer // rescale) if rescale > 0 else 1.0
@@ -181,8 +182,7 @@ def rwkv_forward(config: ModelConfig, weights: dict[str, tuple[np.ndarray, str]]
             x = x / 2
 
     x = norm(x, "norm", eps=1e-5)  # transformers' ln_out ignores layer_norm_epsilon
-    lm_head, lm_head_dtype = weights["lm_head"]
-    return matmul(x, lm_head, lm_head_dtype)
+    return linear(x, "lm_head")
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

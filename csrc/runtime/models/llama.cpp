@@ -24,6 +24,7 @@
 #include "runtime/cpu_dispatch.h"
 #include "runtime/engine.h"
 #include "runtime/error.h"
+#include "runtime/linear.h"
 #include "runtime/thread_pool.h"
 
 namespace slm {
@@ -33,60 +34,9 @@ namespace {
 constexpr int64_t kMaxChunk = 512;  // prompt tokens per pass: bounds scratch memory
 constexpr int64_t kRowAlign = 16;   // thread split granularity for matrix rows
 
-size_t dtype_size(DType t) { return t == DType::F32 ? 4 : t == DType::I8 ? 1 : 2; }
-
-int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
-
-// int8 activations for quantized matmuls (slm/kernels/quant.h), for up to `rows` rows.
-struct QuantScratch {
-  Buffer<int8_t> a;
-  Buffer<float> d;
-  Buffer<int32_t> sums;
-  int64_t in_padded = 0;
-
-  void resize(int64_t rows, int64_t padded) {
-    in_padded = padded;
-    a.resize(static_cast<size_t>(rows * padded));
-    d.resize(static_cast<size_t>(rows * padded / kernels::kQuantBlock));
-    sums.resize(static_cast<size_t>(rows * padded / kernels::kQuantBlock));
-  }
-  kernels::QuantActs acts() const { return {a.data(), d.data(), sums.data(), in_padded}; }
-};
-
-// A matmul's input rows: float32, and their int8 form when the weight is quantized.
-struct Input {
-  const float* x;
-  int64_t stride;
-  kernels::QuantActs q;
-};
-
-void check_matrix(const Matrix& m, const char* name, int64_t layer, int64_t rows, int64_t cols) {
-  const std::string where = layer >= 0 ? "layers." + std::to_string(layer) + "." + name : name;
-  if (m.data == nullptr) throw ModelFormatError("missing weight " + where);
-  if (m.rows != rows || m.cols != cols) {
-    throw ModelFormatError("weight " + where + " has shape [" + std::to_string(m.rows) + ", " +
-                           std::to_string(m.cols) + "], expected [" + std::to_string(rows) + ", " +
-                           std::to_string(cols) + "]");
-  }
-}
-
-void check_format(const Matrix& m, const char* name, bool int4_allowed) {
-  if (m.format == WeightFormat::Int4) {
-    if (!int4_allowed) throw ModelFormatError(std::string("weight ") + name + " cannot be int4 (int8 rows or 16/32-bit)");
-    if (m.group_size != 32 && m.group_size != 64 && m.group_size != 128) {
-      throw ModelFormatError(std::string("weight ") + name + ": int4 group size must be 32, 64 or 128");
-    }
-  }
-  if (m.format == WeightFormat::Int8Rows && m.row_scales == nullptr) {
-    throw ModelFormatError(std::string("weight ") + name + ": int8 rows need their scales");
-  }
-}
-
-void check_vector(const float* p, const char* name, int64_t layer) {
-  if (p == nullptr) {
-    const std::string where = layer >= 0 ? "layers." + std::to_string(layer) + "." + name : name;
-    throw ModelFormatError("missing weight " + where);
-  }
+// llama's weight names: "layers.<layer>.<name>", or <name> for a model-level weight (layer < 0).
+std::string weight_name(const char* name, int64_t layer) {
+  return layer >= 0 ? "layers." + std::to_string(layer) + "." + name : name;
 }
 
 void check_positive(int64_t v, const char* name) {
@@ -121,14 +71,13 @@ class LlamaEngine final : public Engine {
     zeros_.resize(cfg_.head_dim);
     std::fill(zeros_.data(), zeros_.data() + cfg_.head_dim, 0.f);
     up_.resize(chunk_ * cfg_.intermediate_size);
-    any_quantized_ = w_.lm_head.quantized();
+    bool any_quantized = w_.lm_head.quantized();
     for (const LayerWeights& L : w_.layers) {
       for (const Matrix* m : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj}) {
-        any_quantized_ = any_quantized_ || m->quantized();
+        any_quantized = any_quantized || m->quantized();
       }
     }
-    quant_pad_ = round_up(std::max({cfg_.hidden_size, cfg_.intermediate_size, q_dim_}), 128);
-    if (any_quantized_) shared_quant_.resize(chunk_, quant_pad_);
+    quant_.init(any_quantized, chunk_, std::max({cfg_.hidden_size, cfg_.intermediate_size, q_dim_}), 1);
     set_threads(cfg_.n_threads);
   }
 
@@ -161,12 +110,10 @@ class LlamaEngine final : public Engine {
     cfg_.n_threads = n_threads;
     normed_.clear();
     scores_.clear();
-    thread_quant_.clear();
-    thread_quant_.resize(static_cast<size_t>(n_threads));
+    quant_.set_threads(n_threads);
     for (int i = 0; i < n_threads; ++i) {
       normed_.emplace_back(chunk_ * cfg_.hidden_size);
       scores_.emplace_back(cfg_.max_seq_len);
-      if (any_quantized_) thread_quant_[i].resize(chunk_, quant_pad_);
     }
   }
 
@@ -219,17 +166,17 @@ class LlamaEngine final : public Engine {
     }
 
     const int64_t H = c.hidden_size, I = c.intermediate_size, Q = c.n_heads * c.head_dim, KV = c.n_kv_heads * c.head_dim;
-    check_matrix(w_.embed_tokens, "embed_tokens", -1, c.vocab_size, H);
-    check_matrix(w_.lm_head, "lm_head", -1, c.vocab_size, H);
+    check_matrix(w_.embed_tokens, "embed_tokens", c.vocab_size, H);
+    check_matrix(w_.lm_head, "lm_head", c.vocab_size, H);
     check_format(w_.embed_tokens, "embed_tokens", false);
     check_format(w_.lm_head, "lm_head", true);
     if (w_.position_embeddings.quantized()) throw ModelFormatError("position_embeddings must be 16- or 32-bit");
-    check_vector(w_.norm, "norm", -1);
-    if (w_.embed_norm != nullptr) check_vector(w_.embed_norm_bias, "embed_norm.bias", -1);
+    check_vector(w_.norm, "norm");
+    if (w_.embed_norm != nullptr) check_vector(w_.embed_norm_bias, "embed_norm.bias");
     const bool layer_norm = c.norm_type == NormType::Layer;
-    if (layer_norm) check_vector(w_.norm_bias, "norm.bias", -1);
+    if (layer_norm) check_vector(w_.norm_bias, "norm.bias");
     if (w_.position_embeddings.data != nullptr) {
-      check_matrix(w_.position_embeddings, "position_embeddings", -1, w_.position_embeddings.rows, H);
+      check_matrix(w_.position_embeddings, "position_embeddings", w_.position_embeddings.rows, H);
       if (w_.position_embeddings.rows < c.max_seq_len) {
         throw ConfigError("max_seq_len " + std::to_string(c.max_seq_len) + " exceeds the model's " +
                           std::to_string(w_.position_embeddings.rows) + " learned positions");
@@ -241,77 +188,30 @@ class LlamaEngine final : public Engine {
     }
     for (int64_t l = 0; l < c.n_layers; ++l) {
       const LayerWeights& L = w_.layers[l];
-      check_vector(L.input_layernorm, "input_layernorm", l);
-      check_vector(L.post_attention_layernorm, "post_attention_layernorm", l);
+      check_vector(L.input_layernorm, weight_name("input_layernorm", l));
+      check_vector(L.post_attention_layernorm, weight_name("post_attention_layernorm", l));
       if (layer_norm) {
-        check_vector(L.input_layernorm_bias, "input_layernorm.bias", l);
-        check_vector(L.post_attention_layernorm_bias, "post_attention_layernorm.bias", l);
+        check_vector(L.input_layernorm_bias, weight_name("input_layernorm.bias", l));
+        check_vector(L.post_attention_layernorm_bias, weight_name("post_attention_layernorm.bias", l));
       }
-      check_matrix(L.q_proj, "self_attn.q_proj", l, Q, H);
-      check_matrix(L.k_proj, "self_attn.k_proj", l, KV, H);
-      check_matrix(L.v_proj, "self_attn.v_proj", l, KV, H);
-      check_matrix(L.o_proj, "self_attn.o_proj", l, H, Q);
-      if (c.mlp_type == MlpType::Gated) check_matrix(L.gate_proj, "mlp.gate_proj", l, I, H);
-      check_matrix(L.up_proj, "mlp.up_proj", l, I, H);
-      check_matrix(L.down_proj, "mlp.down_proj", l, H, I);
-      for (const Matrix* m : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj}) {
-        check_format(*m, "a layer matrix", true);
-      }
+      check_matrix(L.q_proj, weight_name("self_attn.q_proj", l), Q, H);
+      check_matrix(L.k_proj, weight_name("self_attn.k_proj", l), KV, H);
+      check_matrix(L.v_proj, weight_name("self_attn.v_proj", l), KV, H);
+      check_matrix(L.o_proj, weight_name("self_attn.o_proj", l), H, Q);
+      if (c.mlp_type == MlpType::Gated) check_matrix(L.gate_proj, weight_name("mlp.gate_proj", l), I, H);
+      check_matrix(L.up_proj, weight_name("mlp.up_proj", l), I, H);
+      check_matrix(L.down_proj, weight_name("mlp.down_proj", l), H, I);
+      const std::pair<const Matrix*, const char*> matrices[] = {
+          {&L.q_proj, "self_attn.q_proj"}, {&L.k_proj, "self_attn.k_proj"}, {&L.v_proj, "self_attn.v_proj"},
+          {&L.o_proj, "self_attn.o_proj"}, {&L.gate_proj, "mlp.gate_proj"}, {&L.up_proj, "mlp.up_proj"},
+          {&L.down_proj, "mlp.down_proj"}};
+      for (const auto& [m, name] : matrices) check_format(*m, weight_name(name, l), true);
     }
   }
 
-  // y[t, row_begin:row_end] (+)= in[t] W^T + bias for t < n_tokens, in W's own format.
-  void matmul(const Input& in, int64_t n_tokens, const Matrix& W, int64_t row_begin, int64_t row_end, float* y,
+  void matmul(const LinearInput& in, int64_t n_tokens, const Matrix& W, int64_t row_begin, int64_t row_end, float* y,
               int64_t y_stride, const float* bias, bool accumulate) const {
-    if (row_begin >= row_end) return;
-    switch (W.format) {
-      case WeightFormat::Dense: {
-        kernels::MatmulArgs a{in.x, in.stride, W.data, W.dtype, W.cols, y, y_stride, n_tokens, W.cols,
-                              row_begin, row_end, bias, accumulate};
-        kernels_->matmul(a);
-        return;
-      }
-      case WeightFormat::Int4: {
-        kernels::Int4MatmulArgs a{in.q, W.data, W.cols, W.group_size, W.sym, y, y_stride, n_tokens,
-                                  row_begin, row_end, bias, accumulate};
-        kernels_->int4_matmul(a);
-        return;
-      }
-      case WeightFormat::Int8Rows: {
-        kernels::Int8MatmulArgs a{in.q, static_cast<const int8_t*>(W.data), W.cols, W.row_scales, W.cols, y, y_stride,
-                                  n_tokens, row_begin, row_end, bias, accumulate};
-        kernels_->int8_matmul(a);
-        return;
-      }
-    }
-  }
-
-  // Rows [first, first + n) of x (in_features wide) as a matmul input; quantized into `scratch`
-  // (at the same row offsets) when the model has quantized weights.
-  Input input(const float* x, int64_t stride, int64_t first, int64_t n, int64_t in_features, QuantScratch& scratch) const {
-    Input in{x, stride, scratch.acts()};
-    if (any_quantized_ && n > 0) {
-      const int64_t blocks = scratch.in_padded / kernels::kQuantBlock;
-      kernels_->quantize_acts(x + first * stride, stride, n, in_features, scratch.in_padded,
-                              scratch.a.data() + first * scratch.in_padded, scratch.d.data() + first * blocks,
-                              scratch.sums.data() + first * blocks);
-    }
-    return in;
-  }
-
-  // The input of a matmul whose rows (n tokens) were written by every thread in the previous region:
-  // one token is quantized by each thread for itself; more are quantized once, split by tokens, in
-  // a region of their own.
-  Input shared_input(const float* x, int64_t stride, int64_t n, int64_t in_features, int tid) {
-    if (!any_quantized_ || n == 1) return input(x, stride, 0, n, in_features, thread_quant_[tid]);
-    return Input{x, stride, shared_quant_.acts()};
-  }
-  void quantize_shared(const float* x, int64_t stride, int64_t n, int64_t in_features) {
-    if (!any_quantized_ || n == 1) return;
-    pool_->run([&](int tid) {
-      const Range r = split_range(n, tid, pool_->size(), 1);
-      input(x, stride, r.begin, r.end - r.begin, in_features, shared_quant_);
-    });
+    linear(*kernels_, in, n_tokens, W, row_begin, row_end, y, y_stride, bias, accumulate);
   }
 
   // The block's pre-norm (RMSNorm, or LayerNorm with bias) of rows [first, first + n) of src
@@ -362,7 +262,7 @@ class LlamaEngine final : public Engine {
     const int64_t H = cfg_.hidden_size, hd = cfg_.head_dim, nq = cfg_.n_heads, nkv = cfg_.n_kv_heads;
     float* h = normed_[tid].data();
     norm_rows(L.input_layernorm, L.input_layernorm_bias, 0, n, h);
-    const Input in = input(h, H, 0, n, H, thread_quant_[tid]);
+    const LinearInput in = quant_.own(*kernels_, h, H, n, H, tid);
     const Range mine = split_range(nq + 2 * nkv, tid, pool_->size(), 1);
     const int64_t half = cfg_.rotary_dim / 2;
     auto heads_in = [&](int64_t first) {  // this thread's heads among [first, first + count) as local indices
@@ -420,12 +320,12 @@ class LlamaEngine final : public Engine {
                              const float* output_norm) {
     const int64_t H = cfg_.hidden_size;
     const int T = pool_->size();
-    quantize_shared(src, src_stride, n, W.cols);
+    quant_.quantize_shared(*kernels_, *pool_, src, src_stride, n, W.cols);
     float* dst = output_norm == nullptr ? x_.data() : proj_.data();
     pool_->run([&](int tid) {
       const Range r = split_range(H, tid, T, kRowAlign);
       if (r.begin >= r.end) return;
-      matmul(shared_input(src, src_stride, n, W.cols, tid), n, W, r.begin, r.end, dst, H, bias, output_norm == nullptr);
+      matmul(quant_.shared_or_own(*kernels_, src, src_stride, n, W.cols, tid), n, W, r.begin, r.end, dst, H, bias, output_norm == nullptr);
     });
     if (output_norm == nullptr) return;
     pool_->run([&](int tid) {
@@ -469,18 +369,9 @@ class LlamaEngine final : public Engine {
   void run_chunk(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits_out) {
     const int64_t H = cfg_.hidden_size, I = cfg_.intermediate_size, pos0 = n_past_;
     const int T = pool_->size();
-    const Matrix& E = w_.embed_tokens;
     for (int64_t t = 0; t < n; ++t) {
       float* x = x_.data() + t * H;
-      if (E.format == WeightFormat::Int8Rows) {
-        const int8_t* q = static_cast<const int8_t*>(E.data) + static_cast<size_t>(tokens[t]) * H;
-        float scale;
-        kernels_->to_f32(E.row_scales + tokens[t], DType::F16, &scale, 1);
-        for (int64_t i = 0; i < H; ++i) x[i] = scale * static_cast<float>(q[i]);
-      } else {
-        const auto* row = static_cast<const uint8_t*>(E.data) + static_cast<size_t>(tokens[t]) * H * dtype_size(E.dtype);
-        kernels_->to_f32(row, E.dtype, x, H);
-      }
+      embedding_row(*kernels_, w_.embed_tokens, tokens[t], x);
       if (cfg_.embed_scale != 1.f) {
         for (int64_t i = 0; i < H; ++i) x[i] *= cfg_.embed_scale;
       }
@@ -488,8 +379,7 @@ class LlamaEngine final : public Engine {
       const Matrix& P = w_.position_embeddings;
       if (P.data != nullptr) {  // learned absolute positions: x += P[pos]
         float* row = proj_.data();
-        kernels_->to_f32(static_cast<const uint8_t*>(P.data) + static_cast<size_t>(pos0 + t) * H * dtype_size(P.dtype),
-                         P.dtype, row, H);
+        embedding_row(*kernels_, P, pos0 + t, row);
         for (int64_t i = 0; i < H; ++i) x[i] += row[i];
       }
     }
@@ -507,7 +397,7 @@ class LlamaEngine final : public Engine {
         norm_rows(L.post_attention_layernorm, L.post_attention_layernorm_bias, 0, n, h, mlp_source);
         const Range r = split_range(I, tid, T, kRowAlign);
         if (r.begin >= r.end) return;
-        const Input in = input(h, H, 0, n, H, thread_quant_[tid]);
+        const LinearInput in = quant_.own(*kernels_, h, H, n, H, tid);
         if (cfg_.mlp_type == MlpType::Plain) {  // gate_ holds act(h Wup + b)
           matmul(in, n, L.up_proj, r.begin, r.end, gate_.data(), I, L.up_bias, false);
           const auto gelu = cfg_.activation == Activation::GeluErf ? kernels_->gelu_erf : kernels_->gelu_tanh;
@@ -536,7 +426,7 @@ class LlamaEngine final : public Engine {
       norm_rows(w_.norm, w_.norm_bias, first, count, h);
       const Range r = split_range(cfg_.vocab_size, tid, T, kRowAlign);
       if (r.begin >= r.end) return;
-      const Input in = input(h + first * H, H, 0, count, H, thread_quant_[tid]);
+      const LinearInput in = quant_.own(*kernels_, h + first * H, H, count, H, tid);
       matmul(in, count, w_.lm_head, r.begin, r.end, logits_out, cfg_.vocab_size, w_.lm_head_bias, false);
       if (cfg_.final_softcap > 0.f) {  // Gemma 2
         const float cap = cfg_.final_softcap;
@@ -564,10 +454,7 @@ class LlamaEngine final : public Engine {
   Buffer<float> zeros_;        // [head_dim]: the bias of bias-free LayerNorm head norms
   std::vector<Buffer<float>> normed_;  // per thread: rmsnorm output [chunk, hidden]
   std::vector<Buffer<float>> scores_;  // per thread: attention scores [max_seq_len]
-  bool any_quantized_ = false;         // int8 activations needed
-  int64_t quant_pad_ = 0;              // their row length: every in_features rounded up to 128
-  std::vector<QuantScratch> thread_quant_;  // per thread: its own inputs (normed rows, one-token inputs)
-  QuantScratch shared_quant_;          // inputs quantized once, split by tokens (prefill)
+  ActivationQuantizer quant_;          // int8 activations of quantized matmuls: per thread, and shared slot 0
 };
 
 }  // namespace

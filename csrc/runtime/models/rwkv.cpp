@@ -25,15 +25,23 @@
 // channels it projected); (3) x += ... Wout, split by output rows; then for the channel mix
 // (1) again and (4) key and receptance, split by rows, and (5) the value and residual, split by
 // rows. Nothing is split along a reduction: any thread count gives bitwise the same logits.
+//
+// Quantized weights (int4 layer matrices, int8-row embedding and head; runtime/linear.h) take int8
+// activations: region (1) quantizes the token-shifted rows it wrote, and the inputs of Wout and of
+// the channel mix's value, written split by channels, are quantized in one more region each (a
+// single token instead by every thread for itself). Quantization is per token row, so it too is
+// the same for any thread count and any chunking of the sequence.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <tuple>
 
 #include "runtime/buffer.h"
 #include "runtime/cpu_dispatch.h"
 #include "runtime/engine.h"
 #include "runtime/error.h"
+#include "runtime/linear.h"
 #include "runtime/thread_pool.h"
 
 namespace slm {
@@ -43,21 +51,10 @@ namespace {
 constexpr int64_t kMaxChunk = 512;        // prompt tokens per pass: bounds scratch memory
 constexpr int64_t kRowAlign = 16;         // thread split granularity for matrix rows
 constexpr float kNoExponent = -1e38f;     // the running maximum exponent of an empty sum
+constexpr int kMixSlot = 1;               // first shared activation slot of norm_shift's outputs
+constexpr int kSharedSlots = kMixSlot + 3;
 
 float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
-
-// Shape checks of the borrowed weights; `name` is the canonical weight name.
-void expect_matrix(const Matrix& m, const std::string& name, int64_t rows, int64_t cols) {
-  if (m.data == nullptr) throw ModelFormatError("missing weight " + name);
-  if (m.rows != rows || m.cols != cols) {
-    throw ModelFormatError("weight " + name + " has shape [" + std::to_string(m.rows) + ", " + std::to_string(m.cols) +
-                           "], expected [" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
-  }
-}
-
-void expect_vector(const float* v, const std::string& name) {
-  if (v == nullptr) throw ModelFormatError("missing weight " + name);
-}
 
 // The recurrent state of one sequence, [layer][width] each.
 struct RwkvState {
@@ -91,6 +88,14 @@ class RwkvEngine final : public Engine {
     receptance_.resize(chunk_ * std::max(A, H));
     ffn_key_.resize(chunk_ * I);
     last_normed_.resize(H);
+    bool any_quantized = w_.lm_head.quantized();
+    for (const RwkvLayerWeights& layer : w_.rwkv_layers) {
+      for (const Matrix* m : {&layer.key, &layer.value, &layer.receptance, &layer.output, &layer.ffn_key,
+                              &layer.ffn_receptance, &layer.ffn_value}) {
+        any_quantized = any_quantized || m->quantized();
+      }
+    }
+    quant_.init(any_quantized, chunk_, std::max({H, A, I}), kSharedSlots);
     set_threads(cfg_.n_threads);
     reset();
   }
@@ -132,6 +137,7 @@ class RwkvEngine final : public Engine {
     cfg_.n_threads = n_threads;
     normed_.clear();
     for (int i = 0; i < n_threads; ++i) normed_.emplace_back((chunk_ + 1) * cfg_.hidden_size);
+    quant_.set_threads(n_threads);
   }
 
  private:
@@ -148,11 +154,13 @@ class RwkvEngine final : public Engine {
       throw ConfigError("rescale_every is too small for the layer count: 2^-(layers / rescale_every) underflows");
     }
     const int64_t H = c.hidden_size, A = c.attention_hidden_size, I = c.intermediate_size;
-    expect_matrix(w_.embed_tokens, "embed_tokens", c.vocab_size, H);
-    expect_matrix(w_.lm_head, "lm_head", c.vocab_size, H);
+    check_matrix(w_.embed_tokens, "embed_tokens", c.vocab_size, H);
+    check_matrix(w_.lm_head, "lm_head", c.vocab_size, H);
+    check_format(w_.embed_tokens, "embed_tokens", false);
+    check_format(w_.lm_head, "lm_head", true);
     for (const auto& [v, name] : {std::pair{w_.pre_ln, "pre_ln"}, {w_.pre_ln_bias, "pre_ln.bias"}, {w_.norm, "norm"},
                                   {w_.norm_bias, "norm.bias"}}) {
-      expect_vector(v, name);
+      check_vector(v, name);
     }
     if (static_cast<int64_t>(w_.rwkv_layers.size()) != c.n_layers) {
       throw ModelFormatError("expected weights for " + std::to_string(c.n_layers) + " RWKV blocks, got " +
@@ -168,24 +176,23 @@ class RwkvEngine final : public Engine {
             {L.time_mix_receptance, "attention.time_mix_receptance"},
             {L.ffn_time_mix_key, "feed_forward.time_mix_key"},
             {L.ffn_time_mix_receptance, "feed_forward.time_mix_receptance"}}) {
-        expect_vector(v, p + name);
+        check_vector(v, p + name);
       }
-      expect_matrix(L.key, p + "attention.key", A, H);
-      expect_matrix(L.value, p + "attention.value", A, H);
-      expect_matrix(L.receptance, p + "attention.receptance", A, H);
-      expect_matrix(L.output, p + "attention.output", H, A);
-      expect_matrix(L.ffn_key, p + "feed_forward.key", I, H);
-      expect_matrix(L.ffn_receptance, p + "feed_forward.receptance", H, H);
-      expect_matrix(L.ffn_value, p + "feed_forward.value", H, I);
+      const std::tuple<const Matrix*, const char*, int64_t, int64_t> matrices[] = {
+          {&L.key, "attention.key", A, H}, {&L.value, "attention.value", A, H},
+          {&L.receptance, "attention.receptance", A, H}, {&L.output, "attention.output", H, A},
+          {&L.ffn_key, "feed_forward.key", I, H}, {&L.ffn_receptance, "feed_forward.receptance", H, H},
+          {&L.ffn_value, "feed_forward.value", H, I}};
+      for (const auto& [m, name, rows, cols] : matrices) {
+        check_matrix(*m, p + name, rows, cols);
+        check_format(*m, p + name, true);
+      }
     }
   }
 
-  void matmul(const float* x, int64_t x_stride, int64_t n_tokens, const Matrix& W, Range rows, float* y,
-              int64_t y_stride, bool accumulate) const {
-    if (rows.begin >= rows.end) return;
-    kernels::MatmulArgs a{x, x_stride, W.data, W.dtype, W.cols, y, y_stride, n_tokens, W.cols,
-                          rows.begin, rows.end, nullptr, accumulate};
-    kernels_->matmul(a);
+  void matmul(const LinearInput& in, int64_t n_tokens, const Matrix& W, Range rows, float* y, int64_t y_stride,
+              bool accumulate) const {
+    linear(*kernels_, in, n_tokens, W, rows.begin, rows.end, y, y_stride, nullptr, accumulate);
   }
 
   void layernorm(const float* weight, const float* bias, const float* src, float* dst, float eps) const {
@@ -196,6 +203,7 @@ class RwkvEngine final : public Engine {
   // mix j, out_j[t] = h_t * mix_j + h_{t-1} * (1 - mix_j), with h_{-1} = `previous` (the state).
   // The thread computes h_{t-1} of its first token itself; whoever has the last token keeps its
   // h in last_normed_ (the next state, stored after the region: `previous` is still being read).
+  // With quantized weights it also quantizes its rows of out[j] into shared slot kMixSlot + j.
   void norm_shift(int tid, int64_t n, const float* weight, const float* bias, const float* previous,
                   const float* const* mix, float* const* out, int n_mix) {
     const int64_t H = cfg_.hidden_size;
@@ -217,7 +225,13 @@ class RwkvEngine final : public Engine {
       }
       if (t == n - 1) std::memcpy(last_normed_.data(), cur, sizeof(float) * H);
     }
+    for (int j = 0; j < n_mix; ++j) {
+      quant_.quantize_into(*kernels_, kMixSlot + j, out[j], H, tokens.begin, tokens.end - tokens.begin, H);
+    }
   }
+
+  // The token-shifted input out[j] of norm_shift as a matmul input.
+  LinearInput mixed(int j, const float* out) const { return quant_.shared(kMixSlot + j, out, cfg_.hidden_size); }
 
   // Region: k, v, r of this thread's channels, then the WKV recurrence over the chunk's tokens on
   // those channels; leaves sigmoid(r) * wkv * scale in receptance_.
@@ -226,9 +240,9 @@ class RwkvEngine final : public Engine {
     const int64_t H = cfg_.hidden_size, A = cfg_.attention_hidden_size;
     const Range ch = split_range(A, tid, pool_->size(), kRowAlign);
     if (ch.begin >= ch.end) return;
-    matmul(mix_a_.data(), H, n, L.key, ch, key_.data(), A, false);
-    matmul(mix_b_.data(), H, n, L.value, ch, value_.data(), A, false);
-    matmul(mix_c_.data(), H, n, L.receptance, ch, receptance_.data(), A, false);
+    matmul(mixed(0, mix_a_.data()), n, L.key, ch, key_.data(), A, false);
+    matmul(mixed(1, mix_b_.data()), n, L.value, ch, value_.data(), A, false);
+    matmul(mixed(2, mix_c_.data()), n, L.receptance, ch, receptance_.data(), A, false);
     float* aa = state_.numerator.data() + layer * A;
     float* bb = state_.denominator.data() + layer * A;
     float* pp = state_.max_exponent.data() + layer * A;
@@ -261,11 +275,9 @@ class RwkvEngine final : public Engine {
   void run_chunk(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits_out) {
     const int64_t H = cfg_.hidden_size, A = cfg_.attention_hidden_size, I = cfg_.intermediate_size;
     const int T = pool_->size();
-    const Matrix& E = w_.embed_tokens;
-    const size_t row_bytes = static_cast<size_t>(H) * (E.dtype == DType::F32 ? 4 : 2);
     for (int64_t t = 0; t < n; ++t) {
       float* x = x_.data() + t * H;
-      kernels_->to_f32(static_cast<const uint8_t*>(E.data) + static_cast<size_t>(tokens[t]) * row_bytes, E.dtype, x, H);
+      embedding_row(*kernels_, w_.embed_tokens, tokens[t], x);
       layernorm(w_.pre_ln, w_.pre_ln_bias, x, x, cfg_.rms_norm_eps);
     }
     for (int64_t l = 0; l < cfg_.n_layers; ++l) {
@@ -280,8 +292,10 @@ class RwkvEngine final : public Engine {
       pool_->run([&](int tid) { norm_shift(tid, n, L.ln1, L.ln1_bias, att_previous, att_mix, att_out, 3); });
       std::memcpy(att_previous, last_normed_.data(), sizeof(float) * H);
       pool_->run([&](int tid) { time_mix_channels(tid, l, n, scale); });
+      quant_.quantize_shared(*kernels_, *pool_, receptance_.data(), A, n, A);
       pool_->run([&](int tid) {
-        matmul(receptance_.data(), A, n, L.output, split_range(H, tid, T, kRowAlign), x_.data(), H, true);
+        const LinearInput in = quant_.shared_or_own(*kernels_, receptance_.data(), A, n, A, tid);
+        matmul(in, n, L.output, split_range(H, tid, T, kRowAlign), x_.data(), H, true);
       });
 
       // Channel mix.
@@ -292,7 +306,7 @@ class RwkvEngine final : public Engine {
       std::memcpy(ffn_previous, last_normed_.data(), sizeof(float) * H);
       pool_->run([&](int tid) {
         const Range keys = split_range(I, tid, T, kRowAlign), rows = split_range(H, tid, T, kRowAlign);
-        matmul(mix_a_.data(), H, n, L.ffn_key, keys, ffn_key_.data(), I, false);
+        matmul(mixed(0, mix_a_.data()), n, L.ffn_key, keys, ffn_key_.data(), I, false);
         for (int64_t t = 0; t < n; ++t) {
           float* k = ffn_key_.data() + t * I;
           for (int64_t i = keys.begin; i < keys.end; ++i) {
@@ -300,11 +314,13 @@ class RwkvEngine final : public Engine {
             k[i] = relu * relu * scale;
           }
         }
-        matmul(mix_b_.data(), H, n, L.ffn_receptance, rows, receptance_.data(), H, false);
+        matmul(mixed(1, mix_b_.data()), n, L.ffn_receptance, rows, receptance_.data(), H, false);
       });
+      quant_.quantize_shared(*kernels_, *pool_, ffn_key_.data(), I, n, I);
       pool_->run([&](int tid) {
         const Range rows = split_range(H, tid, T, kRowAlign);
-        matmul(ffn_key_.data(), I, n, L.ffn_value, rows, proj_.data(), H, false);
+        matmul(quant_.shared_or_own(*kernels_, ffn_key_.data(), I, n, I, tid), n, L.ffn_value, rows, proj_.data(), H,
+               false);
         for (int64_t t = 0; t < n; ++t) {
           float* x = x_.data() + t * H;
           const float* r = receptance_.data() + t * H;
@@ -324,8 +340,8 @@ class RwkvEngine final : public Engine {
       for (int64_t t = first; t < n; ++t) {
         layernorm(w_.norm, w_.norm_bias, x_.data() + t * H, h + (t - first) * H, cfg_.final_norm_eps);
       }
-      matmul(h, H, n - first, w_.lm_head, split_range(cfg_.vocab_size, tid, T, kRowAlign), logits_out,
-             cfg_.vocab_size, false);
+      matmul(quant_.own(*kernels_, h, H, n - first, H, tid), n - first, w_.lm_head,
+             split_range(cfg_.vocab_size, tid, T, kRowAlign), logits_out, cfg_.vocab_size, false);
     });
   }
 
@@ -345,6 +361,9 @@ class RwkvEngine final : public Engine {
   Buffer<float> proj_;       // [chunk, hidden]: the channel mix's value
   Buffer<float> last_normed_;  // [hidden]: the chunk's last normalised row, the next token-shift state
   std::vector<Buffer<float>> normed_;  // per thread: [chunk + 1, hidden] normalised rows
+  // int8 activations of quantized matmuls: slot 0 for rows several threads wrote (quantize_shared),
+  // slots kMixSlot + j for norm_shift's outputs.
+  ActivationQuantizer quant_;
 };
 
 }  // namespace
