@@ -144,6 +144,33 @@ def convert_gguf(
     return out_dir
 
 
+def gguf_int4_matrices(gguf_path: str | os.PathLike) -> tuple[dict[str, Any], bool] | None:
+    """The decoder layers' Q4_0 / Q4_1 matrices of a GGUF as Int4Tensors, without loss.
+
+    Returns ({HF name: Int4Tensor}, sym), with the same row order as convert_gguf writes (llama's
+    Q/K rows un-permuted), or None when the layer matrices hold no Q4_0/Q4_1 tensor or both kinds
+    (one checkpoint has one group size and one symmetry). Q4_0 is symmetric G=32, Q4_1 asymmetric
+    G=32; matrices of other types (Q6_K, Q8_0, ...) are not returned.
+    """
+    from slmcore.quant import int4_from_gguf
+
+    header = read_gguf_header(Path(gguf_path))
+    model = _GGUFModel(header)
+    plan = [t for t in model.tensor_plan("float32") if t.hf_name.startswith("model.layers.") and len(t.source.shape) == 2]
+    q4 = [t for t in plan if t.source.ggml_type in (GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1)]
+    kinds = {t.source.ggml_type for t in q4}
+    if len(kinds) != 1:
+        return None
+    raw = _open_reader(header)
+    out = {}
+    for t in q4:
+        m = int4_from_gguf(raw[t.source.name], t.source.ggml_type, t.source.shape, name=t.source.name)
+        if t.transform is not None:  # a row permutation (llama's Q/K), exact on int4 rows
+            m = m.take_rows(t.transform(np.arange(m.out_features)))
+        out[t.hf_name] = m
+    return out, kinds == {GGMLQuantizationType.Q4_0}
+
+
 def _open_reader(header: GGUFHeader) -> dict[str, np.ndarray]:
     """The raw data of every tensor, as the `gguf` package maps it; its errors become ModelFormatError."""
     try:

@@ -276,6 +276,7 @@ class LLM:
         kv_dtype = _choose("kv_dtype", kv_dtype, KV_DTYPES)
         threads = _available_cores() if threads is None else _positive_int("threads", threads)
         path = _resolve_model_path(model)
+        self._gguf = Path(model) if isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".gguf") else None
 
         self.path = path
         self.config = ModelConfig.from_file(path)
@@ -349,14 +350,43 @@ class LLM:
                 raise InvalidArgumentError("group_size applies to quant='int4' only")
             self.quant, self.group_size = None, None
             return family.engine_weights(self.config, self._checkpoint, dtype)
-        self.quant, self.group_size = "int4", group_size or DEFAULT_GROUP_SIZE
         source = family.engine_weights(self.config, self._checkpoint, "auto")
-        weights = q.quantize_engine_weights(source, self.group_size, sym=True, search=False, progress=True)
+        exact = self._gguf_int4(source) if group_size in (None, q.GGUF_GROUP_SIZE) else None
+        if exact is not None:
+            prequantized, sym = exact
+            self.quant, self.group_size = "int4", q.GGUF_GROUP_SIZE
+        else:
+            prequantized, sym = {}, True
+            self.quant, self.group_size = "int4", group_size or DEFAULT_GROUP_SIZE
+        weights = q.quantize_engine_weights(
+            source, self.group_size, sym=sym, search=False, progress=True, prequantized=prequantized
+        )
         if dtype != "auto":  # what stays unquantized (learned positions)
             for name, entry in weights.items():
                 if not isinstance(entry[0], str) and entry[0].ndim == 2:
                     weights[name] = (convert(entry[0], entry[1], dtype), dtype)
         return weights
+
+    def _gguf_int4(self, source: dict) -> tuple[dict, bool] | None:
+        """For a GGUF whose layer matrices are Q4_0 or Q4_1: those matrices as Int4Tensors under
+        their canonical names (taken without loss, G=32), and the symmetry; else None."""
+        if self._gguf is None:
+            return None
+        from slmcore.convert import gguf_int4_matrices
+
+        found = gguf_int4_matrices(self._gguf)
+        if found is None:
+            return None
+        matrices, sym = found
+        # The GGUF architectures' layer matrices are stored under Llama's names: model.<canonical>.weight.
+        prequantized = {hf[len("model."):-len(".weight")]: t for hf, t in matrices.items()}
+        if not set(prequantized) <= set(source):
+            return None
+        logger.info(
+            "int4: %d matrices taken from the GGUF's %s blocks without loss (group size 32, %s); the rest quantized",
+            len(prequantized), "Q4_0" if sym else "Q4_1", "symmetric" if sym else "asymmetric",
+        )
+        return prequantized, sym
 
     # -- public API -------------------------------------------------------------------------
 

@@ -430,6 +430,7 @@ def dequantize_int8_rows(t: Int8Rows) -> np.ndarray:
 # holds element j in its low nibble and element j + 16 in its high nibble (ggml-common.h's
 # block_q4_0 / block_q4_1; checked against gguf.quants in tests/test_quant.py).
 _GGUF_BLOCK = 32
+GGUF_GROUP_SIZE = _GGUF_BLOCK  # Q4_0 / Q4_1 blocks: int4 imported from them has this group size
 _GGUF_LAYOUTS = {GGMLQuantizationType.Q4_0: (18, True), GGMLQuantizationType.Q4_1: (20, False)}
 
 
@@ -759,13 +760,28 @@ def quantize_engine_weights(
     sym: bool = True,
     search: bool = False,
     progress: bool = False,
+    prequantized: Mapping[str, Int4Tensor] | None = None,
 ) -> EngineWeights:
     """A family's canonical weights (name -> (array, dtype)) -> engine entries with every layer
     matrix in int4 and the embedding / lm_head as int8 rows; norms, biases and learned positions
     stay. One tensor at a time: each source is released (popped from `weights`) as soon as it is
-    quantized and packed, so at most one float32 copy of one tensor exists besides the result."""
+    quantized and packed, so at most one float32 copy of one tensor exists besides the result.
+
+    prequantized: canonical name -> the same matrix already in int4 (a GGUF's Q4_0/Q4_1 blocks),
+    used as it is instead of quantizing the float source; its group size and symmetry must be
+    group_size and sym."""
     if isinstance(group_size, bool) or group_size not in GROUP_SIZES:
         raise InvalidArgumentError(f"group_size={group_size!r} is not supported; choose one of {GROUP_SIZES}")
+    prequantized = dict(prequantized or {})
+    for name, t in prequantized.items():
+        source = weights.get(name)
+        if source is None or name in KEPT_MATRICES or name in INT8_MATRICES:
+            raise InvalidArgumentError(f"prequantized {name!r} is not one of the model's int4 matrices")
+        if t.shape != source[0].shape or t.group_size != group_size or t.sym != sym:
+            raise InvalidArgumentError(
+                f"prequantized {name!r}: shape {t.shape}, G={t.group_size}, sym={t.sym}; the model needs "
+                f"{source[0].shape}, G={group_size}, sym={sym}"
+            )
     # Tied weights (lm_head = embed_tokens) are one array under two names: quantize it once. Found
     # while every array is alive (ids of freed arrays are reused).
     first_name: dict[int, str] = {}
@@ -780,6 +796,8 @@ def quantize_engine_weights(
             continue
         if array.ndim != 2 or name in KEPT_MATRICES:
             entry = (array, dtype)
+        elif name in prequantized:
+            entry = engine_entry(prequantized.pop(name))
         elif name in INT8_MATRICES:
             entry = engine_entry(quantize_int8_rows(array, name=name, dtype=dtype))
         else:
