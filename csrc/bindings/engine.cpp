@@ -92,8 +92,7 @@ class WeightReader {
     }
     if (m.rows <= 0 || m.cols <= 0) throw ModelFormatError("weight " + name + ": int4 shape must be positive");
     const int64_t want = kernels::int4_packed_size(m.rows, m.cols, m.group_size, m.sym);
-    if (packed.dtype().kind() != 'u' || packed.itemsize() != 1 || packed.ndim() != 1 || packed.shape(0) != want ||
-        !(packed.flags() & py::array::c_style)) {
+    if (!is_packed_int4(packed, want)) {
       throw ModelFormatError("weight " + name + ": packed int4 must be a contiguous uint8 array of " + std::to_string(want) +
                              " bytes");
     }

@@ -577,8 +577,7 @@ py::tuple int4_unpack(const py::array& packed, int64_t n_out, int64_t in_feature
   check_group_size(group_size, "int4_unpack");
   if (n_out <= 0 || in_features <= 0) invalid("int4_unpack: n_out and in_features must be positive");
   const int64_t want = kernels::int4_packed_size(n_out, in_features, group_size, sym);
-  if (packed.dtype().kind() != 'u' || packed.itemsize() != 1 || packed.ndim() != 1 || packed.shape(0) != want ||
-      !(packed.flags() & py::array::c_style)) {
+  if (!is_packed_int4(packed, want)) {
     invalid("int4_unpack: packed must be a contiguous 1-D numpy uint8 array of " + std::to_string(want) + " bytes");
   }
   const int64_t ng = (in_features + group_size - 1) / group_size;
@@ -732,8 +731,7 @@ double bench_int4(const std::string& isa, const std::vector<py::array>& packed, 
   int64_t max_out = 1;
   std::vector<std::pair<int64_t, BenchActs>> acts;
   for (size_t i = 0; i < packed.size(); ++i) {
-    if (!is_dtype(packed[i], 'u', 1) || packed[i].ndim() != 1 || !(packed[i].flags() & py::array::c_style) ||
-        packed[i].shape(0) != k.int4_packed_size(n_out[i], in_features[i], group_size, sym)) {
+    if (!is_packed_int4(packed[i], k.int4_packed_size(n_out[i], in_features[i], group_size, sym))) {
       invalid("bench_int4: packed[" + std::to_string(i) + "] does not match its shape");
     }
     max_out = std::max(max_out, n_out[i]);
