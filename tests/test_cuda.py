@@ -6,12 +6,17 @@ machine with a GPU (see benchmarks/bench_cuda.py for the timings). The rest run 
 
 from __future__ import annotations
 
+import math
+import zlib
+
 import numpy as np
 import pytest
 
 import slmcore
 from slmcore import _core
+from slmcore.reference import kernels as ref
 from slmcore.reference import quant as rq
+from tolerances import EPS32, TOLERANCES, bound, geglu_bound, swiglu_bound
 
 HAVE_GPU = _core.cuda.device_count() > 0
 gpu = pytest.mark.skipif(not HAVE_GPU, reason="no CUDA device: " + _core.cuda.unavailable_reason())
@@ -121,3 +126,356 @@ def test_device_info():
     assert info["multiprocessors"] > 0 and info["memory_bytes"] > 0 and info["name"]
     with pytest.raises(slmcore.DeviceUnavailableError):
         _core.cuda.device_info(_core.cuda.device_count())
+
+
+# ----------------------------------------------------------------------------------------------
+# decode kernels: norms, rope, activations, attention, KV append (kernels/cuda/*.cu)
+#
+# The bindings poison every output buffer with NaN (0xFF bytes) before the kernel runs, so
+# `np.isfinite(...).all()` checks that every element was written. Tolerances: tests/tolerances.py,
+# key "cuda".
+
+C = _core.cuda
+
+
+def rng_for(*key) -> np.random.Generator:
+    """A generator seeded from the test's parameters, so every case is reproducible on its own."""
+    return np.random.default_rng(zlib.crc32("/".join(map(str, key)).encode()))
+
+
+def assert_f16_of(y16: np.ndarray, y32: np.ndarray) -> None:
+    """The fp16 output is the float32 output rounded to nearest even, bit for bit (numpy rounds the same way)."""
+    assert y16.dtype == np.float16 and y16.shape == y32.shape
+    np.testing.assert_array_equal(y16.view(np.uint16), y32.astype(np.float16).view(np.uint16))
+
+
+@gpu
+@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("n", [1, 7, 64, 257, 576, 2048, 5001])
+def test_cuda_rms_norm(rows, n):
+    rng = rng_for("rms_norm", rows, n)
+    for scale, eps in [(1.0, 1e-6), (30.0, 1e-5), (1e-3, 1e-6)]:
+        x = (rng.standard_normal((rows, n)) * scale).astype(np.float32)
+        w = (1 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+        y32, y16 = C.rms_norm(x, w, eps)
+        assert y32.dtype == np.float32 and y32.shape == (rows, n)
+        assert np.isfinite(y32).all() and np.isfinite(y16).all()
+        want = ref.rmsnorm(x, w, eps)
+        for r in range(rows):  # each row against its own magnitude
+            assert np.abs(y32[r] - want[r]).max() <= bound("rmsnorm", "cuda", ref=want[r], n=n)
+        assert_f16_of(y16, y32)
+
+
+@gpu
+@pytest.mark.parametrize("rows", [1, 5])
+@pytest.mark.parametrize("n", [1, 7, 64, 768, 1000, 4099])
+def test_cuda_layer_norm(rows, n):
+    rng = rng_for("layer_norm", rows, n)
+    for scale, offset, eps in [(1.0, 0.0, 1e-5), (30.0, 5.0, 1e-5), (1e-3, -2.0, 1e-6)]:
+        x = (rng.standard_normal((rows, n)) * scale + offset).astype(np.float32)
+        w = (1 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+        b = (0.1 * rng.standard_normal(n)).astype(np.float32)
+        y32, y16 = C.layer_norm(x, w, b, eps)
+        assert np.isfinite(y32).all() and np.isfinite(y16).all()
+        want = ref.layernorm(x, w, b, eps)
+        for r in range(rows):
+            # Centring costs float32 precision in proportion to |mean| / std (as in test_kernels.py).
+            xr = x[r].astype(np.float64)
+            condition = 1 + abs(xr.mean()) / max(float(xr.std()), 1e-30)
+            tol = bound("layernorm", "cuda", ref=want[r] - b, n=n) * condition + 4 * EPS32 * np.abs(b).max()
+            assert np.abs(y32[r] - want[r]).max() <= tol
+        assert_f16_of(y16, y32)
+
+
+def rope_tables(pos: int, rotary_dim: int, theta: float = 10000.0) -> tuple[np.ndarray, np.ndarray]:
+    """cos/sin float32 [rotary_dim/2] of one position, computed on the host as the CPU engine does."""
+    inv_freq = theta ** (-np.arange(0, rotary_dim, 2, dtype=np.float64) / rotary_dim)
+    angles = pos * inv_freq
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+
+@gpu
+@pytest.mark.parametrize("style", ["neox", "interleaved"])
+@pytest.mark.parametrize(
+    "n_heads,n_kv_heads,head_dim,rotary_dim",
+    [(1, 1, 64, 64), (9, 3, 64, 64), (4, 1, 80, 80), (8, 2, 128, 128), (4, 1, 256, 256), (6, 2, 128, 32),
+     (5, 5, 80, 20), (3, 0, 64, 64)],
+)
+def test_cuda_rope(n_heads, n_kv_heads, head_dim, rotary_dim, style):
+    """q and k rotated against the reference; partial rotary leaves the other dims bit for bit."""
+    rng = rng_for("rope", n_heads, n_kv_heads, head_dim, rotary_dim, style)
+    for pos in (0, 1, 37, 4095):
+        q = (rng.standard_normal((n_heads, head_dim)) * 3).astype(np.float32)
+        k = (rng.standard_normal((n_kv_heads, head_dim)) * 3).astype(np.float32)
+        cos, sin = rope_tables(pos, rotary_dim)
+        q2, k2 = C.rope(q, k, cos, sin, rotary_dim, style)
+        for got, x in ((q2, q), (k2, k)):
+            assert got.shape == x.shape
+            want = ref.rope(x, cos, sin, rotary_dim, style)
+            if x.size:
+                assert np.abs(got - want).max() <= bound("rope", "cuda", x=x)
+            np.testing.assert_array_equal(got[:, rotary_dim:], x[:, rotary_dim:])
+        if pos == 37:  # the style matters: the other pairing is far off
+            other = "interleaved" if style == "neox" else "neox"
+            assert np.abs(q2 - ref.rope(q, cos, sin, rotary_dim, other)).max() > 1e-2
+
+
+ACTIVATION_EDGES = [-20.0, -5.0, -1e-8, 0.0, 3e-8, 5.0, 20.0]
+
+
+@gpu
+@pytest.mark.parametrize("kind", ["swiglu", "geglu", "gelu_tanh", "gelu_erf"])
+@pytest.mark.parametrize("n", [1, 7, 256, 1001, 14336])
+def test_cuda_activation(kind, n):
+    rng = rng_for("activation", kind, n)
+    gate = np.concatenate([rng.standard_normal(n) * 4, ACTIVATION_EDGES])[:n].astype(np.float32)
+    gate[: min(n, len(ACTIVATION_EDGES))] = ACTIVATION_EDGES[: min(n, len(ACTIVATION_EDGES))]
+    up = (rng.standard_normal(n) * 2).astype(np.float32)
+    gated = kind in ("swiglu", "geglu")
+    out32, out16 = C.activation(kind, gate, up if gated else None)
+    assert out32.shape == (n,) and np.isfinite(out32).all() and np.isfinite(out16).all()
+    if kind == "swiglu":
+        want = ref.swiglu(gate, up)
+        tol = swiglu_bound(want, gate, up, "cuda")
+    elif kind == "geglu":
+        want = ref.geglu(gate, up)
+        tol = geglu_bound(want, gate, up, "cuda")
+    elif kind == "gelu_tanh":
+        want = ref.gelu_tanh(gate)
+        tol = geglu_bound(want, gate, np.ones(n), "cuda")
+    else:
+        want = ref.gelu_erf(gate)
+        # erfc(-x/sqrt 2): rounding x/sqrt(2) to float32 moves it by a relative 2 z^2 eps (test_kernels.py)
+        tol = TOLERANCES[("gelu_erf", "cuda")] * EPS32 * (1 + gate.astype(np.float64) ** 2) * np.abs(want) + 1e-37
+    bad = np.flatnonzero(np.abs(out32 - want) > tol)
+    assert bad.size == 0, f"{kind}: x={gate[bad[:5]]} got {out32[bad[:5]]} want {want[bad[:5]]}"
+    assert_f16_of(out16, out32)
+
+
+# Attention: (n_heads, n_kv_heads, head_dim) for GQA ratios 1, 3, 4, 8 and head_dim 64/80/128/256,
+# and position ranges [kv_begin, kv_end) around the chunk size (256): 1, 255, 256, 257, 3000
+# positions from 0, and sliding windows that start past 0 (the cache holds random rows beyond
+# kv_end and before kv_begin, so reading outside the range changes the result).
+ATTN_SHAPES = [(1, 1, 64), (4, 4, 80), (9, 3, 64), (8, 2, 128), (8, 1, 256), (16, 2, 64)]
+ATTN_RANGES = [(0, 1), (0, 255), (0, 256), (0, 257), (0, 3000), (700, 1212), (2488, 3000), (5, 6), (1, 2999)]
+ATTN_MAX_SEQ = 3001
+
+
+def kv_cache(rng: np.random.Generator, n_kv_heads: int, head_dim: int) -> np.ndarray:
+    return rng.standard_normal((n_kv_heads, ATTN_MAX_SEQ, head_dim)).astype(np.float16)
+
+
+def attention_reference(q, k_cache, v_cache, b, e, scale, softcap=0.0, slopes=None):
+    """Per query head: the numpy reference over the fp16 values the cache holds, KV head h // group."""
+    group = q.shape[0] // k_cache.shape[0]
+    out = np.empty(q.shape, np.float64)
+    for h in range(q.shape[0]):
+        slope = np.float32(slopes[h]) if slopes is not None else 0.0
+        out[h] = ref.attention(q[h], k_cache[h // group, b:e], v_cache[h // group, b:e], np.float32(scale),
+                               softcap=softcap, alibi_slope=slope)
+    return out
+
+
+def attention_tolerance(q, k_cache, v_cache, b, e, scale, slopes=None) -> np.ndarray:
+    """bound('attention', 'cuda') per query head."""
+    group = q.shape[0] // k_cache.shape[0]
+    return np.array([
+        bound("attention", "cuda", q=q[h], k=k_cache[h // group, b:e], v=v_cache[h // group, b:e], scale=scale,
+              n_pos=e - b, alibi_slope=0.0 if slopes is None else float(slopes[h]))
+        for h in range(q.shape[0])
+    ])
+
+
+def check_attention(got, want, tol, what: str) -> None:
+    assert got.shape == want.shape and got.dtype == np.float32
+    assert np.isfinite(got).all(), f"{what}: output not fully written"
+    err = np.abs(got - want).max(axis=1)
+    assert np.all(err <= tol), f"{what}: per-head error {err.max():.3g} > {tol[np.argmax(err / tol)]:.3g}"
+
+
+@gpu
+@pytest.mark.parametrize("n_heads,n_kv_heads,head_dim", ATTN_SHAPES)
+def test_cuda_attention(n_heads, n_kv_heads, head_dim):
+    rng = rng_for("attention", n_heads, n_kv_heads, head_dim)
+    k_cache, v_cache = kv_cache(rng, n_kv_heads, head_dim), kv_cache(rng, n_kv_heads, head_dim)
+    scale = 1.0 / math.sqrt(head_dim)
+    for b, e in ATTN_RANGES:
+        for q_scale in (1.0, 4.0):  # 4: a peaked softmax
+            q = (rng.standard_normal((n_heads, head_dim)) * q_scale).astype(np.float32)
+            got = C.attention(q, k_cache, v_cache, b, e, scale)
+            want = attention_reference(q, k_cache, v_cache, b, e, scale)
+            check_attention(got, want, attention_tolerance(q, k_cache, v_cache, b, e, scale),
+                            f"[{b}, {e}) q_scale {q_scale}")
+    # GQA: every query head reads its own KV head; pairing them with KV head 0 is far off.
+    if n_kv_heads > 1:
+        b, e = 0, 300
+        q = rng.standard_normal((n_heads, head_dim)).astype(np.float32)
+        got = C.attention(q, k_cache, v_cache, b, e, scale)
+        wrong = attention_reference(q, k_cache[:1].repeat(n_kv_heads, 0), v_cache[:1].repeat(n_kv_heads, 0), b, e, scale)
+        assert np.abs(got - wrong).max() > 1e-2
+
+
+@gpu
+@pytest.mark.parametrize("n_heads,n_kv_heads,head_dim", [(4, 1, 256), (8, 2, 64)])
+def test_cuda_attention_softcap(n_heads, n_kv_heads, head_dim):
+    """Gemma 2's soft-capping, with scores far beyond the cap (q scaled up) where it matters."""
+    rng = rng_for("attention-softcap", n_heads, n_kv_heads, head_dim)
+    k_cache, v_cache = kv_cache(rng, n_kv_heads, head_dim), kv_cache(rng, n_kv_heads, head_dim)
+    scale = 1.0 / math.sqrt(head_dim)
+    for b, e in ATTN_RANGES:
+        q = (rng.standard_normal((n_heads, head_dim)) * 8).astype(np.float32)
+        got = C.attention(q, k_cache, v_cache, b, e, scale, softcap=5.0)
+        want = attention_reference(q, k_cache, v_cache, b, e, scale, softcap=5.0)
+        tol = attention_tolerance(q, k_cache, v_cache, b, e, scale)
+        check_attention(got, want, tol, f"softcap [{b}, {e})")
+        if e - b > 1:  # the cap matters
+            assert np.abs(C.attention(q, k_cache, v_cache, b, e, scale) - want).max() > 10 * tol.max()
+
+
+@gpu
+@pytest.mark.parametrize("n_heads,n_kv_heads,head_dim", [(8, 8, 64), (8, 1, 128)])
+def test_cuda_attention_alibi(n_heads, n_kv_heads, head_dim):
+    """ALiBi with one slope per head (BLOOM's 2^(-8(h+1)/n_heads), and a negative one), the query at
+    kv_end - 1; windows starting past 0; with softcap the bias comes after the cap."""
+    rng = rng_for("attention-alibi", n_heads, n_kv_heads, head_dim)
+    k_cache, v_cache = kv_cache(rng, n_kv_heads, head_dim), kv_cache(rng, n_kv_heads, head_dim)
+    scale = 1.0 / math.sqrt(head_dim)
+    slopes = (2.0 ** (-8.0 * np.arange(1, n_heads + 1) / n_heads)).astype(np.float32)
+    slopes[-1] = -0.25
+    for b, e in ATTN_RANGES:
+        q = rng.standard_normal((n_heads, head_dim)).astype(np.float32)
+        got = C.attention(q, k_cache, v_cache, b, e, scale, alibi_slopes=slopes)
+        want = attention_reference(q, k_cache, v_cache, b, e, scale, slopes=slopes)
+        tol = attention_tolerance(q, k_cache, v_cache, b, e, scale, slopes)
+        check_attention(got, want, tol, f"alibi [{b}, {e})")
+        if e - b > 8:  # the bias matters, per head (head 0 has slope 0.5)
+            assert np.abs(C.attention(q, k_cache, v_cache, b, e, scale)[0] - want[0]).max() > 10 * tol[0]
+            assert np.abs(C.attention(q, k_cache, v_cache, b, e, scale, alibi_slopes=-slopes)[0] - want[0]).max() > 10 * tol[0]
+        q8 = q * 8
+        got = C.attention(q8, k_cache, v_cache, b, e, scale, softcap=3.0, alibi_slopes=slopes)
+        want = attention_reference(q8, k_cache, v_cache, b, e, scale, softcap=3.0, slopes=slopes)
+        check_attention(got, want, attention_tolerance(q8, k_cache, v_cache, b, e, scale, slopes), f"alibi+softcap [{b}, {e})")
+
+
+@gpu
+def test_cuda_attention_fresh_inputs_each_call():
+    """Different inputs on the same shapes give different, correct results (no stale scratch)."""
+    rng = rng_for("attention-fresh")
+    results = []
+    for _ in range(3):
+        k_cache, v_cache = kv_cache(rng, 2, 64), kv_cache(rng, 2, 64)
+        q = rng.standard_normal((4, 64)).astype(np.float32)
+        got = C.attention(q, k_cache, v_cache, 0, 1000, 0.125)
+        check_attention(got, attention_reference(q, k_cache, v_cache, 0, 1000, 0.125),
+                        attention_tolerance(q, k_cache, v_cache, 0, 1000, 0.125), "fresh")
+        results.append(got)
+    assert not np.array_equal(results[0], results[1])
+
+
+@gpu
+@pytest.mark.parametrize("n_kv_heads,head_dim", [(1, 256), (3, 64), (8, 80)])
+def test_cuda_kv_append(n_kv_heads, head_dim):
+    """This token's k and v land at position pos, rounded to fp16 like numpy; nothing else changes."""
+    rng = rng_for("kv_append", n_kv_heads, head_dim)
+    max_seq = 37
+    for pos in (0, 17, max_seq - 1):
+        k_cache = rng.standard_normal((n_kv_heads, max_seq, head_dim)).astype(np.float16)
+        v_cache = rng.standard_normal((n_kv_heads, max_seq, head_dim)).astype(np.float16)
+        k = (rng.standard_normal((n_kv_heads, head_dim)) * 100).astype(np.float32)
+        v = (rng.standard_normal((n_kv_heads, head_dim)) * 1e-3).astype(np.float32)
+        k2, v2 = C.kv_append(k, v, k_cache, v_cache, pos)
+        for got, cache, x in ((k2, k_cache, k), (v2, v_cache, v)):
+            want = cache.copy()
+            want[:, pos, :] = x.astype(np.float16)
+            assert got.dtype == np.float16
+            np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+
+
+@gpu
+def test_cuda_decode_step_matches_reference():
+    """kv_append then attention over the positions written so far, as one decode step uses them."""
+    rng = rng_for("decode-step")
+    n_heads, n_kv_heads, head_dim, max_seq = 4, 2, 64, 600
+    k_cache = np.zeros((n_kv_heads, max_seq, head_dim), np.float16)
+    v_cache = np.zeros_like(k_cache)
+    k_rows = rng.standard_normal((max_seq, n_kv_heads, head_dim)).astype(np.float32)
+    v_rows = rng.standard_normal((max_seq, n_kv_heads, head_dim)).astype(np.float32)
+    k_cache[:, :299] = k_rows[:299].transpose(1, 0, 2)
+    v_cache[:, :299] = v_rows[:299].transpose(1, 0, 2)
+    k_cache, v_cache = C.kv_append(k_rows[299], v_rows[299], k_cache, v_cache, 299)
+    q = rng.standard_normal((n_heads, head_dim)).astype(np.float32)
+    got = C.attention(q, k_cache, v_cache, 0, 300, 0.125)
+    k_val = k_rows[:300].transpose(1, 0, 2).astype(np.float16)
+    v_val = v_rows[:300].transpose(1, 0, 2).astype(np.float16)
+    check_attention(got, attention_reference(q, k_val, v_val, 0, 300, 0.125),
+                    attention_tolerance(q, k_val, v_val, 0, 300, 0.125), "decode step")
+
+
+# ---- argument checks (run everywhere: the bindings validate before touching a device) ---------
+
+
+def f32(*shape):
+    return np.zeros(shape, np.float32)
+
+
+def f16(*shape):
+    return np.zeros(shape, np.float16)
+
+
+BAD_CALLS = {
+    "rms_norm w length": lambda: C.rms_norm(f32(2, 8), f32(7), 1e-5),
+    "rms_norm x 1-D": lambda: C.rms_norm(f32(8), f32(8), 1e-5),
+    "rms_norm x float64": lambda: C.rms_norm(np.zeros((2, 8)), f32(8), 1e-5),
+    "rms_norm no rows": lambda: C.rms_norm(f32(0, 8), f32(8), 1e-5),
+    "rms_norm negative eps": lambda: C.rms_norm(f32(2, 8), f32(8), -1.0),
+    "layer_norm b length": lambda: C.layer_norm(f32(2, 8), f32(8), f32(9), 1e-5),
+    "layer_norm w float16": lambda: C.layer_norm(f32(2, 8), f16(8), f32(8), 1e-5),
+    "rope odd rotary_dim": lambda: C.rope(f32(2, 64), f32(1, 64), f32(15), f32(15), 31),
+    "rope rotary_dim > head_dim": lambda: C.rope(f32(2, 64), f32(1, 64), f32(33), f32(33), 66),
+    "rope cos length": lambda: C.rope(f32(2, 64), f32(1, 64), f32(31), f32(32), 64),
+    "rope k head_dim": lambda: C.rope(f32(2, 64), f32(1, 32), f32(32), f32(32), 64),
+    "rope style": lambda: C.rope(f32(2, 64), f32(1, 64), f32(32), f32(32), 64, "gptj"),
+    "activation kind": lambda: C.activation("relu", f32(8), f32(8)),
+    "activation gated without up": lambda: C.activation("swiglu", f32(8)),
+    "activation plain with up": lambda: C.activation("gelu_tanh", f32(8), f32(8)),
+    "activation up length": lambda: C.activation("geglu", f32(8), f32(9)),
+    "activation 2-D gate": lambda: C.activation("gelu_erf", f32(2, 4)),
+    "attention cache float32": lambda: C.attention(f32(4, 64), f32(2, 10, 64), f32(2, 10, 64), 0, 5, 0.1),
+    "attention k/v shapes": lambda: C.attention(f32(4, 64), f16(2, 10, 64), f16(2, 11, 64), 0, 5, 0.1),
+    "attention head_dim": lambda: C.attention(f32(4, 32), f16(2, 10, 64), f16(2, 10, 64), 0, 5, 0.1),
+    "attention GQA ratio": lambda: C.attention(f32(3, 64), f16(2, 10, 64), f16(2, 10, 64), 0, 5, 0.1),
+    "attention head_dim > 256": lambda: C.attention(f32(2, 320), f16(2, 10, 320), f16(2, 10, 320), 0, 5, 0.1),
+    "attention empty range": lambda: C.attention(f32(4, 64), f16(2, 10, 64), f16(2, 10, 64), 5, 5, 0.1),
+    "attention range past cache": lambda: C.attention(f32(4, 64), f16(2, 10, 64), f16(2, 10, 64), 0, 11, 0.1),
+    "attention negative begin": lambda: C.attention(f32(4, 64), f16(2, 10, 64), f16(2, 10, 64), -1, 5, 0.1),
+    "attention softcap": lambda: C.attention(f32(4, 64), f16(2, 10, 64), f16(2, 10, 64), 0, 5, 0.1, softcap=-1.0),
+    "attention slopes length": lambda: C.attention(f32(4, 64), f16(2, 10, 64), f16(2, 10, 64), 0, 5, 0.1,
+                                                   alibi_slopes=f32(2)),
+    "kv_append pos": lambda: C.kv_append(f32(2, 64), f32(2, 64), f16(2, 10, 64), f16(2, 10, 64), 10),
+    "kv_append k shape": lambda: C.kv_append(f32(3, 64), f32(3, 64), f16(2, 10, 64), f16(2, 10, 64), 0),
+    "kv_append v shape": lambda: C.kv_append(f32(2, 64), f32(2, 32), f16(2, 10, 64), f16(2, 10, 64), 0),
+    "kv_append cache dtype": lambda: C.kv_append(f32(2, 64), f32(2, 64), f32(2, 10, 64), f32(2, 10, 64), 0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CALLS))
+def test_cuda_decode_argument_checks(case):
+    with pytest.raises(slmcore.InvalidArgumentError):
+        BAD_CALLS[case]()
+
+
+GOOD_CALLS = {
+    "rms_norm": lambda: C.rms_norm(f32(2, 8), f32(8), 1e-5),
+    "layer_norm": lambda: C.layer_norm(f32(2, 8), f32(8), f32(8), 1e-5),
+    "rope": lambda: C.rope(f32(2, 64), f32(1, 64), f32(32), f32(32), 64, "interleaved"),
+    "activation": lambda: C.activation("swiglu", f32(8), f32(8)),
+    "attention": lambda: C.attention(f32(4, 64), f16(2, 10, 64), f16(2, 10, 64), 0, 5, 0.1, 0.0, f32(4)),
+    "kv_append": lambda: C.kv_append(f32(2, 64), f32(2, 64), f16(2, 10, 64), f16(2, 10, 64), 3),
+}
+
+
+@pytest.mark.skipif(HAVE_GPU, reason="a GPU is present")
+@pytest.mark.parametrize("case", sorted(GOOD_CALLS))
+def test_cuda_decode_without_gpu_raises_device_unavailable(case):
+    with pytest.raises(slmcore.DeviceUnavailableError):
+        GOOD_CALLS[case]()

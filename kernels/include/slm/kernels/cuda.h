@@ -6,6 +6,8 @@
 #pragma once
 #include <cstdint>
 
+#include "slm/kernels/rope.h"
+
 namespace slm::kernels::cuda {
 
 // int4 weights in the GPU layout. The canonical format (DESIGN.md section 4) stores row-major
@@ -50,5 +52,74 @@ int fill_random_u32(void* data, int64_t bytes, uint32_t seed, void* stream);
 
 // fp16 values uniform in [lo, hi) from the same hash.
 int fill_random_f16(uint16_t* data, int64_t n, float lo, float hi, uint32_t seed, void* stream);
+
+}  // namespace slm::kernels::cuda
+
+namespace slm::kernels::cuda {
+
+// ---- decode kernels: one token, float32 activations (the residual stream) ----------------------
+
+// RMSNorm of `rows` rows of n (kernels/cuda/norm.cu): y = x / sqrt(mean(x^2) + eps) * w, with the
+// mean a float32 block reduction. Writes the float32 result to y32 and its fp16 rounding (round to
+// nearest even; the input of int4_gemv) to y16; either may be nullptr, not both. x, y32, y16 are
+// [rows][n], w is [n]; y32 may alias x. Gemma's (1 + w) is the caller's: pass w + 1.
+int rms_norm(const float* x, const float* w, float* y32, uint16_t* y16, int64_t rows, int64_t n, float eps,
+             void* stream);
+
+// LayerNorm likewise: y = (x - mean) / sqrt(var + eps) * w + b, mean and the biased variance in two
+// float32 passes.
+int layer_norm(const float* x, const float* w, const float* b, float* y32, uint16_t* y16, int64_t rows, int64_t n,
+               float eps, void* stream);
+
+// Rotary embedding in place on q [n_heads][head_dim] and k [n_kv_heads][head_dim] (either count may
+// be 0) for one position: the rule of slm/kernels/rope.h, cos/sin float32 [rotary_dim/2] computed
+// on the host. rotary_dim even and <= head_dim; the other dimensions are left alone.
+int rope(float* q, int64_t n_heads, float* k, int64_t n_kv_heads, int64_t head_dim, int64_t rotary_dim,
+         const float* cos, const float* sin, RopeStyle style, void* stream);
+
+// The MLP activations of slm/kernels/activation.h. Gated kinds: out = act(gate) * up; plain kinds
+// read only gate (up is ignored). out16 gets the fp16 rounding (the down_proj GEMV's input), out32
+// the float32 value; either may be nullptr, not both. out32 may alias gate or up.
+enum class Activation : int32_t {
+  SwiGlu = 0,    // silu(gate) * up
+  GeGlu = 1,     // gelu_tanh(gate) * up
+  GeluTanh = 2,  // gelu_tanh(gate)
+  GeluErf = 3,   // gelu_erf(gate), the exact GELU
+};
+bool activation_is_gated(Activation kind);
+int activation(Activation kind, const float* gate, const float* up, uint16_t* out16, float* out32, int64_t n,
+               void* stream);
+
+// Attention of one query token (every query head) over one layer's fp16 KV cache, laid out like
+// the CPU engine's: [n_kv_heads][max_seq_len][head_dim]. Query head h reads KV head
+// h / (n_heads / n_kv_heads) (GQA). For positions j in [kv_begin, kv_end) (the caller's causal
+// mask and sliding window; non-empty):
+//   s_j = scale * dot(q_h, K[j]);  s_j = softcap * tanh(s_j / softcap) if softcap > 0;
+//   s_j += alibi_slopes[h] * (j - (kv_end - 1)) if alibi_slopes;   out_h = softmax(s) @ V.
+// Flash-decoding: blocks of kAttentionChunk positions write partial results to `scratch`
+// (attention_scratch_floats floats), a second kernel combines them. head_dim <= 256.
+constexpr int64_t kAttentionChunk = 256;
+constexpr int64_t kMaxAttentionHeadDim = 256;
+
+struct DecodeAttention {
+  const float* q = nullptr;             // [n_heads][head_dim]
+  const uint16_t* k_cache = nullptr;    // fp16 [n_kv_heads][max_seq_len][head_dim]
+  const uint16_t* v_cache = nullptr;    // fp16, like k_cache
+  const float* alibi_slopes = nullptr;  // [n_heads], or nullptr for no ALiBi
+  float* out = nullptr;                 // [n_heads][head_dim]
+  float* scratch = nullptr;             // attention_scratch_floats(n_heads, head_dim, kv_begin, kv_end)
+  int64_t n_heads = 0, n_kv_heads = 0, head_dim = 0, max_seq_len = 0;
+  int64_t kv_begin = 0, kv_end = 0;
+  float scale = 1.f;
+  float softcap = 0.f;  // 0: none
+};
+
+int64_t attention_scratch_floats(int64_t n_heads, int64_t head_dim, int64_t kv_begin, int64_t kv_end);
+int attention_decode(const DecodeAttention& args, void* stream);
+
+// Stores this token's k and v (float32 [n_kv_heads][head_dim]) at position `pos` of the fp16
+// caches [n_kv_heads][max_seq_len][head_dim], rounding to nearest even (as the CPU f32_to_f16).
+int kv_append(const float* k, const float* v, uint16_t* k_cache, uint16_t* v_cache, int64_t n_kv_heads,
+              int64_t head_dim, int64_t max_seq_len, int64_t pos, void* stream);
 
 }  // namespace slm::kernels::cuda
