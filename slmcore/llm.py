@@ -218,7 +218,8 @@ class _Session:
 
 
 def _choose_device(device: str) -> str:
-    """'auto' -> 'cpu' until the CUDA engine lands; 'cuda[:N]' -> DeviceUnavailableError saying why."""
+    """'auto' -> 'cpu' (the CUDA engine runs int4 llama-graph models only, so it is asked for by
+    name); 'cuda[:N]' -> 'cuda:N' when that device exists, else DeviceUnavailableError saying why."""
     if device in ("auto", "cpu"):
         return "cpu"
     from slmcore import _core
@@ -238,13 +239,11 @@ def _choose_device(device: str) -> str:
             f"{device!r}: {count} CUDA device(s) found ({_core.cuda.unavailable_reason() or 'index out of range'}); "
             "use device='cpu'"
         )
-    raise DeviceUnavailableError(
-        "the CUDA backend of this version has kernels only; whole models run on device='cpu' for now"
-    )
+    return f"cuda:{index}"
 
 
 class LLM:
-    """A language model loaded for inference on the CPU.
+    """A language model loaded for inference on the CPU (or, with quant="int4", device="cuda").
 
     `model` is a directory (config.json + *.safetensors, tokenizer files optional), a .gguf file
     (converted once into the cache), or None for the default model, SmolLM2-135M-Instruct.
@@ -300,8 +299,13 @@ class LLM:
             _entry_dtype(entry) for name, entry in weights.items()
             if not name.endswith(("norm", "bias")) and (isinstance(entry[0], str) or entry[0].ndim == 2)
         }  # fmt: skip
+        on_cuda = self.device.startswith("cuda")
+        if on_cuda and not self.quant:
+            raise InvalidArgumentError("device='cuda' runs int4 weights in this version: pass quant='int4'")
         if kv_dtype == "auto":
-            kv_dtype = "float32" if matrix_dtypes == {"float32"} else "float16"
+            kv_dtype = "float32" if matrix_dtypes == {"float32"} and not on_cuda else "float16"
+        if on_cuda and kv_dtype != "float16":
+            raise InvalidArgumentError(f"device='cuda' keeps a float16 KV cache; kv_dtype={kv_dtype!r} is not available there")
         self.kv_dtype = kv_dtype
         if self.quant:
             self.dtype = self.quant
@@ -314,7 +318,8 @@ class LLM:
             engine_config = family.engine_config(self.config, max_seq_len=max_seq_len, threads=threads)
         else:
             engine_config = _attention_engine_config(self.config, max_seq_len, kv_dtype, threads)
-        self._engine = _core.Engine(family.GRAPH, engine_config, weights)
+        cuda_index = int(self.device.split(":")[1]) if on_cuda else -1
+        self._engine = _core.Engine(family.GRAPH, engine_config, weights, device=cuda_index)
         if self._engine.kv_cache_bytes:
             logger.info("KV cache: %s, %.1f MiB for %d positions", kv_dtype, self._engine.kv_cache_bytes / 2**20, max_seq_len)
 

@@ -37,9 +37,9 @@ class Captured:
         self.calls: list[tuple] = []
         real = _core.Engine
 
-        def build(graph, config, weights):
+        def build(graph, config, weights, device=-1):
             self.calls.append((graph, config, weights))
-            return real(graph, config, weights)
+            return real(graph, config, weights, device=device)
 
         monkeypatch.setattr(llm_module._core, "Engine", build)
 

@@ -10,6 +10,9 @@
 #include "bindings/bindings.h"
 #include "runtime/engine.h"
 #include "runtime/error.h"
+#ifdef SLM_WITH_CUDA
+#include "runtime/cuda/engine.h"
+#endif
 #include "slm/kernels/quant.h"
 
 namespace py = pybind11;
@@ -210,8 +213,20 @@ std::unique_ptr<PyEngine> build_rwkv(const py::dict& cfg, const py::dict& weight
   return out;
 }
 
-std::unique_ptr<PyEngine> build(const std::string& graph, const py::dict& cfg, const py::dict& weights) {
-  if (graph == "rwkv") return build_rwkv(cfg, weights);
+std::unique_ptr<Engine> make_on(int device, const std::string& graph, EngineConfig c, ModelWeights w) {
+  if (device < 0) return make_engine(graph, std::move(c), std::move(w));
+#ifdef SLM_WITH_CUDA
+  return make_cuda_engine(graph, std::move(c), std::move(w), device);
+#else
+  throw DeviceUnavailableError("this build of slmcore has no CUDA backend");
+#endif
+}
+
+std::unique_ptr<PyEngine> build(const std::string& graph, const py::dict& cfg, const py::dict& weights, int device) {
+  if (graph == "rwkv") {
+    if (device >= 0) throw ConfigError("RWKV does not run on CUDA yet; use device='cpu'");
+    return build_rwkv(cfg, weights);
+  }
   auto out = std::make_unique<PyEngine>();
   EngineConfig c;
   auto i64 = [&](const char* key) { return cfg[key].cast<int64_t>(); };
@@ -303,7 +318,7 @@ std::unique_ptr<PyEngine> build(const std::string& graph, const py::dict& cfg, c
     L.mlp_output_norm = r.vector(p + "mlp_output_norm", c.hidden_size, true);
     w.layers.push_back(L);
   }
-  out->engine = make_engine(graph, std::move(c), std::move(w));
+  out->engine = make_on(device, graph, std::move(c), std::move(w));
   return out;
 }
 
@@ -351,7 +366,8 @@ py::object forward(PyEngine& self, const py::array_t<int64_t, py::array::c_style
 
 void bind_engine(py::module_& m) {
   py::class_<PyEngine>(m, "Engine", "One loaded model: weights, KV cache, threads. Built by slmcore.LLM.")
-      .def(py::init(&build), py::arg("graph"), py::arg("config"), py::arg("weights"))
+      .def(py::init(&build), py::arg("graph"), py::arg("config"), py::arg("weights"), py::arg("device") = -1,
+           "device: -1 for the CPU, else the CUDA device index (the llama graph with int4 weights).")
       .def("forward", &forward, py::arg("tokens"), py::arg("logits") = "last",
            "Append tokens to the sequence, run them, and return logits: 'last' [vocab], 'all' [n, vocab] or 'none'.")
       .def("reset", [](PyEngine& s) { s.get().reset(); }, "Start a fresh sequence.")

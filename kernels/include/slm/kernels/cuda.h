@@ -121,5 +121,20 @@ int attention_decode(const DecodeAttention& args, void* stream);
 // caches [n_kv_heads][max_seq_len][head_dim], rounding to nearest even (as the CPU f32_to_f16).
 int kv_append(const float* k, const float* v, uint16_t* k_cache, uint16_t* v_cache, int64_t n_kv_heads,
               int64_t head_dim, int64_t max_seq_len, int64_t pos, void* stream);
+// ---- small kernels of the decode step (kernels/cuda/engine_ops.cu) -----------------------------
+
+// y[r] = scale[r] * sum_c q[r, c] * x[c]: int8 rows with an fp16 scale per row (the int8-row
+// lm_head), x fp16 [cols], y float32 [rows]; products and sums in float32.
+int int8_rows_gemv(const int8_t* q, const uint16_t* scales, const uint16_t* x, float* y, int64_t rows, int64_t cols,
+                   void* stream);
+
+// x[i] += y[i] (y may be null: nothing) and then + b[i] (b may be null), for i < n.
+int add_into(float* x, const float* y, const float* b, int64_t n, void* stream);
+
+// out[i] = fp16(x[i]) (round to nearest even), i < n.
+int to_half(const float* x, uint16_t* out, int64_t n, void* stream);
+
+// x[i] = cap * tanh(x[i] / cap), i < n (Gemma 2's final logit soft-capping).
+int soft_cap(float* x, int64_t n, float cap, void* stream);
 
 }  // namespace slm::kernels::cuda
