@@ -200,10 +200,10 @@ cuda::DeviceBuffer to_device(const py::array& a) {
   return d;
 }
 
-// A device buffer of `bytes` filled with 0xFF bytes: NaN as float32 and as fp16.
-cuda::DeviceBuffer poisoned(size_t bytes) {
+// A device buffer of `bytes` filled with `byte`; the default 0xFF is NaN as float32 and as fp16.
+cuda::DeviceBuffer poisoned(size_t bytes, int byte = 0xFF) {
   cuda::DeviceBuffer d(bytes);
-  if (bytes) cuda::check(cudaMemset(d.data(), 0xFF, bytes), "cudaMemset");
+  if (bytes) cuda::check(cudaMemset(d.data(), byte, bytes), "cudaMemset");
   return d;
 }
 
@@ -309,7 +309,7 @@ py::tuple activation(const std::string& kind, const py::array& gate, const std::
   } else {
     invalid("activation: unknown kind '" + kind + "'; use 'swiglu', 'geglu', 'gelu_tanh' or 'gelu_erf'");
   }
-  const bool gated = act == Activation::SwiGlu || act == Activation::GeGlu;
+  const bool gated = kernels::cuda::activation_is_gated(act);
   require_f32(gate, 1, "activation gate [n]");
   const int64_t n = gate.shape(0);
   if (gated != bool(up)) invalid("activation: '" + kind + (gated ? "' needs up" : "' takes no up"));
@@ -455,7 +455,8 @@ int run_sampler(const py::array& logits, const char* name, Launch launch) {
   {
     py::gil_scoped_release release;
     cuda::set_device(0);
-    const cuda::DeviceBuffer ld = to_device(logits), td = poisoned(4);
+    // poisoned with 0x7F7F7F7F: no token, and not the kernel's -1 for non-finite logits
+    const cuda::DeviceBuffer ld = to_device(logits), td = poisoned(4, 0x7F);
     cuda::check(launch(ld.as<float>(), td.as<int32_t>()), name);
     cuda::synchronize(name);
     td.download(&token, 4);

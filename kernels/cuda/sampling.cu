@@ -64,7 +64,11 @@ __device__ RowMax row_max(const float* x, int n) {
   }
   nan = warp_sum(nan);
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, n_warps = blockDim.x / kWarp;
-  if (lane == 0) values[warp] = v, indices[warp] = i, nans[warp] = nan;
+  if (lane == 0) {
+    values[warp] = v;
+    indices[warp] = i;
+    nans[warp] = nan;
+  }
   __syncthreads();
   RowMax r{values[0], indices[0], nans[0] != 0};
   for (int w = 1; w < n_warps; ++w) {

@@ -86,7 +86,7 @@ enum class Activation : int32_t {
   GeluTanh = 2,  // gelu_tanh(gate)
   GeluErf = 3,   // gelu_erf(gate), the exact GELU
 };
-bool activation_is_gated(Activation kind);
+constexpr bool activation_is_gated(Activation kind) { return kind == Activation::SwiGlu || kind == Activation::GeGlu; }
 int activation(Activation kind, const float* gate, const float* up, uint16_t* out16, float* out32, int64_t n,
                void* stream);
 
