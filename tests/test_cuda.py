@@ -414,6 +414,177 @@ def test_cuda_decode_step_matches_reference():
                     attention_tolerance(q, k_val, v_val, 0, 300, 0.125), "decode step")
 
 
+# ---- sampling ---------------------------------------------------------------------------------
+#
+# The rule (kernels/include/slm/kernels/cuda.h, sample_top_k_top_p) in float64 numpy. The GPU's
+# weights carry expf's rounding, so a case whose cumulative weight lies within that rounding of a
+# threshold (the top-p floor, the min-p cut, the drawn position) could go either way: such cases
+# are recognised by their margin and left out, and the tests assert that they are rare.
+
+SAMPLE_VOCABS = [1, 7, 1000, 32000, 50257, 151936, 262144]
+SAMPLE_PARAMS = [  # (temperature, top_k, top_p, min_p)
+    (1.0, -1, 1.0, 0.0),
+    (0.7, 50, 1.0, 0.0),
+    (1.0, -1, 0.9, 0.0),
+    (0.8, 40, 0.95, 0.0),
+    (1.3, 1, 1.0, 0.0),
+    (1.0, -1, 1.0, 0.05),
+    (0.5, 1000, 0.5, 0.01),
+    (2.0, -1, 0.99, 0.0),
+]
+SAMPLE_US = [0.0, 0.1234, 0.5, 0.8765, 0.97]
+# Relative to the total weight. The kernel's weights are float32 expf values (within 2 ulp, a
+# relative 2.4e-7, of the exact exp of the same float32 argument) summed in float64, so no sum is
+# off by more than 2.4e-7 of the total.
+SAMPLE_MARGIN = 1e-6
+
+
+def sample_logits(vocab: int, kind: str, seed) -> np.ndarray:
+    """Random logits shaped like a language model's: a broad base and a few strong candidates.
+    'ties' rounds them to multiples of 1/4, so many values tie (at the top-k threshold too)."""
+    rng = rng_for("logits", vocab, kind, seed)
+    x = rng.standard_normal(vocab) * 2.0
+    x[rng.integers(0, vocab, size=min(vocab, 20))] += 8.0
+    if kind == "ties":
+        x = np.round(x * 4) / 4
+    return x.astype(np.float32)
+
+
+def sample_rule(x: np.ndarray, temperature: float, top_k: int, top_p: float, min_p: float, u: float):
+    """(token, margin): the token by the rule, and how far (relative to the total weight) the
+    decisive sums lie from their thresholds (inf where nothing is close)."""
+    x = np.asarray(x, np.float32)
+    inv_t = np.float32(1.0 / temperature)
+    top_p, min_p, u = (float(np.float32(v)) for v in (top_p, min_p, u))  # the kernel's float32 parameters
+    m = x.max()
+    keep = np.ones(x.size, bool)
+    if 0 < top_k < x.size:
+        keep = x >= np.sort(x)[x.size - top_k]
+    w = np.where(keep, np.exp(((x - m) * inv_t).astype(np.float64)), 0.0)
+    margin = np.inf
+    if top_p < 1.0:
+        total = w.sum()
+        target = top_p * total
+        values, which = np.unique(w[w > 0], return_inverse=True)
+        values = values[::-1]  # distinct weights, largest first
+        mass = np.cumsum(np.bincount(which, weights=w[w > 0])[::-1])  # sum of the weights >= each value
+        i = min(int(np.searchsorted(mass, target, side="left")), values.size - 1)
+        floor = values[i]
+        margin = min(margin, (mass[i] - target) / total)
+        if i > 0:
+            margin = min(margin, (target - mass[i - 1]) / total)
+        w = np.where(w >= floor, w, 0.0)
+    if min_p > 0.0:
+        near = w[w > 0]
+        margin = min(margin, float(np.abs(near - min_p).min()) / min_p)
+        w = np.where(w >= min_p, w, 0.0)
+    cumulative = np.cumsum(w)
+    total = cumulative[-1]
+    target = u * total
+    token = int(np.searchsorted(cumulative, target, side="right"))
+    if token >= x.size or w[token] <= 0:
+        token = int(np.flatnonzero(w > 0)[-1])
+    if target > 0:  # (with u = 0 the first positive weight is taken, exactly)
+        margin = min(margin, (cumulative[token] - target) / total)
+        margin = min(margin, (target - (cumulative[token] - w[token])) / total)
+    return token, margin
+
+
+def sample_cases(vocabs=SAMPLE_VOCABS):
+    """Every (vocab, logits kind, params, u) case with its expected token and margin."""
+    for vocab in vocabs:
+        for kind in ("smooth", "ties"):
+            x = sample_logits(vocab, kind, 0)
+            for params in SAMPLE_PARAMS:
+                for u in SAMPLE_US:
+                    token, margin = sample_rule(x, *params, u)
+                    yield vocab, kind, x, params, u, token, margin
+
+
+def test_sample_rule_is_the_cpu_samplers():
+    """The documented rule picks the CPU sampler's token for the same u (runs without a GPU)."""
+    from slmcore.sampling import SamplingParams, Sampler, _draw
+
+    n, clear = 0, 0
+    for vocab, kind, x, (t, k, p, mp), u, token, margin in sample_cases():
+        n += 1
+        if margin < SAMPLE_MARGIN:
+            continue
+        clear += 1
+        s = Sampler(SamplingParams(temperature=t, top_k=k, top_p=p, min_p=mp, seed=0))
+        ids, weights = s._filtered_weights(s.penalised(x))
+        i = _draw(weights, u)
+        cpu = int(ids[i]) if ids is not None else i
+        assert cpu == token, f"vocab {vocab} {kind} T={t} k={k} p={p} min_p={mp} u={u}: cpu {cpu}, rule {token}"
+    assert clear >= 0.9 * n, f"only {clear} of {n} cases are clear of rounding"
+
+
+@gpu
+@pytest.mark.parametrize("vocab", SAMPLE_VOCABS)
+def test_cuda_sample_matches_rule(vocab):
+    checked = 0
+    for _, kind, x, (t, k, p, mp), u, token, margin in sample_cases([vocab]):
+        if margin < SAMPLE_MARGIN:
+            continue
+        got = C.sample(x, t, k, p, mp, u)
+        assert got == token, f"vocab {vocab} {kind} T={t} k={k} p={p} min_p={mp} u={u}: got {got}, want {token}"
+        checked += 1
+    # broad top-p nuclei of the largest vocabularies put a few cases within rounding of the floor
+    assert checked >= 0.75 * 2 * len(SAMPLE_PARAMS) * len(SAMPLE_US)
+
+
+@gpu
+def test_cuda_sample_filters_hold():
+    """With many draws: every token is inside the top-k set (ties included) and the top-p nucleus,
+    and the draws cover the nucleus in proportion to the weights."""
+    x = sample_logits(50257, "ties", 1)
+    descending = np.sort(x)[::-1]
+    k = 40 + int(np.flatnonzero(descending[40:] == descending[39:-1])[0])  # a k whose k-th value is tied
+    allowed = np.flatnonzero(x >= descending[k - 1])
+    assert allowed.size > k  # ties at the threshold stay in
+    us = (np.arange(400) + 0.5) / 400
+    got = np.array([C.sample(x, 1.0, k, 1.0, 0.0, float(u)) for u in us])
+    assert np.isin(got, allowed).all()
+    assert np.isin(allowed[x[allowed] == descending[k - 1]], got).any()  # the tied ones are drawn too
+    want = np.array([sample_rule(x, 1.0, k, 1.0, 0.0, float(u))[0] for u in us])
+    assert np.mean(got == want) >= 0.99  # draws at a rounding boundary may differ
+    # top_k=1 and a tiny top_p are the argmax
+    assert C.sample(x, 0.9, 1, 1.0, 0.0, 0.7) == int(np.argmax(x))
+    assert C.sample(x, 0.9, -1, 1e-6, 0.0, 0.7) == int(np.argmax(x))
+
+
+@gpu
+@pytest.mark.parametrize("vocab", SAMPLE_VOCABS)
+def test_cuda_sample_argmax(vocab):
+    rng = rng_for("argmax", vocab)
+    for trial in range(4):
+        x = (rng.standard_normal(vocab) * 3).astype(np.float32)
+        if trial == 1 and vocab > 3:  # tied maxima: the lowest index wins
+            at = np.sort(rng.choice(vocab, size=3, replace=False))
+            x[at] = x.max() + 1
+        if trial == 2:
+            x[-1] = x.max() + 1  # the very last element
+        if trial == 3 and vocab > 2:
+            x[: vocab // 2] = -np.inf  # -inf logits are allowed
+        assert C.sample_argmax(x) == int(np.argmax(x))
+
+
+@gpu
+def test_cuda_sampling_non_finite_logits_raise():
+    x = np.zeros(1000, np.float32)
+    for value, at in ((np.nan, 999), (np.nan, 0), (np.inf, 5)):
+        y = x.copy()
+        y[at] = value
+        with pytest.raises(slmcore.NumericalError):
+            C.sample_argmax(y)
+        with pytest.raises(slmcore.NumericalError):
+            C.sample(y, 1.0, 10, 0.9, 0.0, 0.5)
+    with pytest.raises(slmcore.NumericalError):
+        C.sample_argmax(np.full(10, -np.inf, np.float32))
+    with pytest.raises(slmcore.NumericalError):
+        C.sample(np.full(10, -np.inf, np.float32), 1.0, -1, 1.0, 0.0, 0.5)
+
+
 # ---- argument checks (run everywhere: the bindings validate before touching a device) ---------
 
 
@@ -458,6 +629,15 @@ BAD_CALLS = {
     "kv_append k shape": lambda: C.kv_append(f32(3, 64), f32(3, 64), f16(2, 10, 64), f16(2, 10, 64), 0),
     "kv_append v shape": lambda: C.kv_append(f32(2, 64), f32(2, 32), f16(2, 10, 64), f16(2, 10, 64), 0),
     "kv_append cache dtype": lambda: C.kv_append(f32(2, 64), f32(2, 64), f32(2, 10, 64), f32(2, 10, 64), 0),
+    "sample_argmax empty": lambda: C.sample_argmax(f32(0)),
+    "sample_argmax float64": lambda: C.sample_argmax(np.zeros(8)),
+    "sample 2-D logits": lambda: C.sample(f32(2, 8), 1.0, -1, 1.0, 0.0, 0.5),
+    "sample temperature 0": lambda: C.sample(f32(8), 0.0, -1, 1.0, 0.0, 0.5),
+    "sample top_p 0": lambda: C.sample(f32(8), 1.0, -1, 0.0, 0.0, 0.5),
+    "sample top_p > 1": lambda: C.sample(f32(8), 1.0, -1, 1.5, 0.0, 0.5),
+    "sample min_p": lambda: C.sample(f32(8), 1.0, -1, 1.0, -0.1, 0.5),
+    "sample u 1": lambda: C.sample(f32(8), 1.0, -1, 1.0, 0.0, 1.0),
+    "sample u negative": lambda: C.sample(f32(8), 1.0, -1, 1.0, 0.0, -0.1),
 }
 
 
@@ -474,6 +654,8 @@ GOOD_CALLS = {
     "activation": lambda: C.activation("swiglu", f32(8), f32(8)),
     "attention": lambda: C.attention(f32(4, 64), f16(2, 10, 64), f16(2, 10, 64), 0, 5, 0.1, 0.0, f32(4)),
     "kv_append": lambda: C.kv_append(f32(2, 64), f32(2, 64), f16(2, 10, 64), f16(2, 10, 64), 3),
+    "sample_argmax": lambda: C.sample_argmax(f32(8)),
+    "sample": lambda: C.sample(f32(8), 0.8, 3, 0.9, 0.0, 0.5),
 }
 
 

@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <optional>
 #include <string>
 #include <vector>
@@ -199,10 +200,10 @@ cuda::DeviceBuffer to_device(const py::array& a) {
   return d;
 }
 
-// A device buffer of `bytes` filled with 0xFF bytes: NaN as float32 and as fp16.
-cuda::DeviceBuffer poisoned(size_t bytes) {
+// A device buffer of `bytes` filled with `byte`; the default 0xFF is NaN as float32 and as fp16.
+cuda::DeviceBuffer poisoned(size_t bytes, int byte = 0xFF) {
   cuda::DeviceBuffer d(bytes);
-  if (bytes) cuda::check(cudaMemset(d.data(), 0xFF, bytes), "cudaMemset");
+  if (bytes) cuda::check(cudaMemset(d.data(), byte, bytes), "cudaMemset");
   return d;
 }
 
@@ -308,7 +309,7 @@ py::tuple activation(const std::string& kind, const py::array& gate, const std::
   } else {
     invalid("activation: unknown kind '" + kind + "'; use 'swiglu', 'geglu', 'gelu_tanh' or 'gelu_erf'");
   }
-  const bool gated = act == Activation::SwiGlu || act == Activation::GeGlu;
+  const bool gated = kernels::cuda::activation_is_gated(act);
   require_f32(gate, 1, "activation gate [n]");
   const int64_t n = gate.shape(0);
   if (gated != bool(up)) invalid("activation: '" + kind + (gated ? "' needs up" : "' takes no up"));
@@ -438,6 +439,67 @@ py::tuple kv_append(const py::array& k, const py::array& v, const py::array& k_c
 #endif
 }
 
+void require_logits(const py::array& logits, const char* what) {
+  require_f32(logits, 1, what);
+  if (logits.shape(0) < 1 || logits.shape(0) > kernels::cuda::kMaxSampleVocab) {
+    invalid(std::string(what) + ": need 1 to " + std::to_string(kernels::cuda::kMaxSampleVocab) + " logits, got " +
+            std::to_string(logits.shape(0)));
+  }
+}
+
+#ifdef SLM_WITH_CUDA
+// Runs `launch(logits, token)` on device 0 and returns the token; NumericalError for -1.
+template <class Launch>
+int run_sampler(const py::array& logits, const char* name, Launch launch) {
+  int32_t token = -1;
+  {
+    py::gil_scoped_release release;
+    cuda::set_device(0);
+    // poisoned with 0x7F7F7F7F: no token, and not the kernel's -1 for non-finite logits
+    const cuda::DeviceBuffer ld = to_device(logits), td = poisoned(4, 0x7F);
+    cuda::check(launch(ld.as<float>(), td.as<int32_t>()), name);
+    cuda::synchronize(name);
+    td.download(&token, 4);
+  }
+  if (token == -1) throw NumericalError(std::string(name) + ": the logits contain NaN or Inf, or no finite value");
+  if (token < 0 || token >= logits.shape(0)) throw Error(std::string(name) + ": the kernel returned no token");
+  return token;
+}
+#endif
+
+int sample_argmax(const py::array& logits) {
+  require_logits(logits, "sample_argmax logits [vocab]");
+#ifdef SLM_WITH_CUDA
+  const int64_t vocab = logits.shape(0);
+  return run_sampler(logits, "sample_argmax", [&](const float* l, int32_t* t) {
+    return kernels::cuda::sample_argmax(l, vocab, t, nullptr);
+  });
+#else
+  not_built();
+#endif
+}
+
+int sample(const py::array& logits, double temperature, int64_t top_k, double top_p, double min_p, double u) {
+  require_logits(logits, "sample logits [vocab]");
+  const float inv_temperature = float(1.0 / temperature);
+  if (!(temperature > 0.0) || !std::isfinite(inv_temperature) || !(inv_temperature > 0.f)) {
+    invalid("sample: temperature must be positive and finite with a finite float32 inverse (use sample_argmax for greedy)");
+  }
+  if (!(top_p > 0.0 && top_p <= 1.0)) invalid("sample: top_p must be in (0, 1]");
+  if (!(min_p >= 0.0 && min_p <= 1.0)) invalid("sample: min_p must be in [0, 1]");
+  if (!(u >= 0.0 && float(u) < 1.f)) invalid("sample: u must be in [0, 1) (and below 1 as float32)");
+#ifdef SLM_WITH_CUDA
+  const int64_t vocab = logits.shape(0);
+  return run_sampler(logits, "sample", [&](const float* l, int32_t* t) {
+    return kernels::cuda::sample_top_k_top_p(l, vocab, inv_temperature, top_k, float(top_p), float(min_p), float(u), t,
+                                             nullptr);
+  });
+#else
+  (void)top_k;
+  not_built();
+#endif
+}
+
 }  // namespace
 
 void bind_cuda(py::module_& m) {
@@ -466,6 +528,12 @@ void bind_cuda(py::module_& m) {
         "head_dim], positions [kv_begin, kv_end): float32 [n_heads, head_dim].");
   c.def("kv_append", &kv_append, py::arg("k"), py::arg("v"), py::arg("k_cache"), py::arg("v_cache"), py::arg("pos"),
         "Copies of the float16 caches with k, v float32 [n_kv_heads, head_dim] stored at position pos.");
+  c.def("sample_argmax", &sample_argmax, py::arg("logits"),
+        "Greedy token of float32 logits [vocab] on device 0 (lowest index among ties); NumericalError for NaN/Inf.");
+  c.def("sample", &sample, py::arg("logits"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"),
+        py::arg("min_p"), py::arg("u"),
+        "Token drawn from float32 logits [vocab] with temperature, top-k (<= 0: none), top-p, min-p and the uniform "
+        "number u in [0, 1), by the rule of slm/kernels/cuda.h sample_top_k_top_p.");
   c.def("bench_copy", &bench_copy, py::arg("bytes"), py::arg("repeats") = 20,
         "Median seconds of one device-to-device copy of `bytes` (moving 2 * bytes).");
   c.def("bench_int4_gemv", &bench_int4_gemv, py::arg("rows"), py::arg("cols"), py::arg("group_size") = 128,

@@ -40,8 +40,6 @@ __global__ void activation_kernel(const float* gate, const float* up, __half* ou
 
 }  // namespace
 
-bool activation_is_gated(Activation kind) { return kind == Activation::SwiGlu || kind == Activation::GeGlu; }
-
 int activation(Activation kind, const float* gate, const float* up, uint16_t* out16, float* out32, int64_t n,
                void* stream) {
   const bool gated = activation_is_gated(kind);

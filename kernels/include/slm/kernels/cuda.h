@@ -86,7 +86,7 @@ enum class Activation : int32_t {
   GeluTanh = 2,  // gelu_tanh(gate)
   GeluErf = 3,   // gelu_erf(gate), the exact GELU
 };
-bool activation_is_gated(Activation kind);
+constexpr bool activation_is_gated(Activation kind) { return kind == Activation::SwiGlu || kind == Activation::GeGlu; }
 int activation(Activation kind, const float* gate, const float* up, uint16_t* out16, float* out32, int64_t n,
                void* stream);
 
@@ -136,5 +136,35 @@ int to_half(const float* x, uint16_t* out, int64_t n, void* stream);
 
 // x[i] = cap * tanh(x[i] / cap), i < n (Gemma 2's final logit soft-capping).
 int soft_cap(float* x, int64_t n, float cap, void* stream);
+
+}  // namespace slm::kernels::cuda
+
+namespace slm::kernels::cuda {
+
+// ---- sampling of one row of float32 logits [vocab] (kernels/cuda/sampling.cu) ----------------
+// Both write one int32 token to device memory: the index, or -1 when the logits contain a NaN or
+// their largest value is not finite (the CPU sampler's NumericalError). One block per row.
+constexpr int64_t kMaxSampleVocab = int64_t(1) << 24;
+
+// Greedy: the index of the largest logit, the lowest index among tied maxima (numpy's argmax).
+int sample_argmax(const float* logits, int64_t vocab, int32_t* token, void* stream);
+
+// The CPU sampler's rule (slmcore/sampling.py, Sampler._filtered_weights and _draw) with the
+// uniform number u in [0, 1) supplied by the caller, so the result is deterministic:
+//   1. m = max logit. top-k (0 < top_k < vocab): keep the logits x >= the top_k-th largest logit
+//      (every logit tied with it stays in, so more than top_k may remain).
+//   2. weights w = expf((x - m) * inv_temperature) for the kept logits, 0 for the others
+//      (inv_temperature = float32(1 / temperature), as the CPU sampler multiplies; the largest w is 1).
+//   3. top-p (top_p < 1): the floor is the smallest weight of the fewest largest weights whose sum
+//      reaches top_p * sum(w), i.e. the largest f with sum(w_i : w_i >= f) >= top_p * sum(w);
+//      keep the weights >= f (ties with it stay in).
+//   4. min-p (min_p > 0): keep the weights >= min_p (the largest weight is 1).
+//   5. the token is the first index, in index order, whose cumulative kept weight exceeds
+//      u * sum(kept weights); if rounding leaves none, the last index with a positive weight.
+// Weights are float32, their sums float64 (top_p and u are the float32 values passed), so the
+// token differs from the CPU sampler's only where a cumulative sum lies within the weights' own
+// rounding (a relative 2.4e-7: expf is good to 2 ulp) of a threshold. vocab <= kMaxSampleVocab.
+int sample_top_k_top_p(const float* logits, int64_t vocab, float inv_temperature, int64_t top_k, float top_p,
+                       float min_p, float u, int32_t* token, void* stream);
 
 }  // namespace slm::kernels::cuda
