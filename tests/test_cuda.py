@@ -707,3 +707,22 @@ def test_cuda_generate_is_greedy_over_its_logits(models):
         out = llm.generate([SEQ[:6]], slmcore.SamplingParams(temperature=0, max_tokens=8, ignore_eos=True))[0]
         full = llm.logits(SEQ[:6] + out.token_ids[:-1])
     np.testing.assert_array_equal(full[5:].argmax(axis=1), out.token_ids)
+
+
+@gpu
+@pytest.mark.parametrize("case_id", ["llama-tied", "gemma3", "mistral-window"])
+def test_cuda_graph_replay_equals_launching_kernel_by_kernel(models, monkeypatch, case_id):
+    """The captured decode step (kernels reading the position from device memory, attention over
+    the widest grid with empty chunks) against the same kernels launched one by one with host
+    positions: the same arithmetic, so the same bits."""
+    ids = SEQ + SEQ[::-1]  # longer than mistral-window's window
+    with slmcore.LLM(models(case_id), quant="int4", device="cuda") as llm:
+        graphed = llm.logits(ids)
+        llm._engine.reset()
+        llm._engine.forward(np.asarray(ids[:7]), "none")
+        tail = [llm._engine.forward(np.asarray([t]), "last") for t in ids[7:]]
+    monkeypatch.setenv("SLM_CUDA_GRAPHS", "0")
+    with slmcore.LLM(models(case_id), quant="int4", device="cuda") as llm:
+        launched = llm.logits(ids)
+    np.testing.assert_array_equal(np.stack(tail), graphed[7:])
+    np.testing.assert_array_equal(graphed, launched)

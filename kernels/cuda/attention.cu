@@ -16,6 +16,13 @@ namespace {
 
 constexpr int kAttentionThreads = 256;
 
+// A device position replaces kv_begin / kv_end (see DecodeAttention).
+__device__ __forceinline__ void resolve_range(DecodeAttention& a) {
+  if (!a.position) return;
+  a.kv_end = int64_t(*a.position) + 1;
+  a.kv_begin = a.window > 0 && a.kv_end > a.window ? a.kv_end - a.window : 0;
+}
+
 __global__ void __launch_bounds__(kAttentionThreads) attention_partial_kernel(DecodeAttention a, int64_t n_chunks) {
   __shared__ float q_s[kMaxAttentionHeadDim];
   __shared__ float p_s[kAttentionChunk];
@@ -23,7 +30,10 @@ __global__ void __launch_bounds__(kAttentionThreads) attention_partial_kernel(De
   const int64_t head_dim = a.head_dim;
   const int64_t chunk = blockIdx.x, head = blockIdx.y;
   const int64_t kv_head = head / (a.n_heads / a.n_kv_heads);
+  resolve_range(a);
   const int64_t begin = a.kv_begin + chunk * kAttentionChunk;
+  // With a device position the grid covers the largest range: chunks past its end are empty
+  // (m = -inf, l = 0, o = 0) and add nothing in the combine.
   const int64_t n = (a.kv_end - begin < kAttentionChunk) ? a.kv_end - begin : kAttentionChunk;
   const __half* k = reinterpret_cast<const __half*>(a.k_cache) + (kv_head * a.max_seq_len + begin) * head_dim;
   const __half* v = reinterpret_cast<const __half*>(a.v_cache) + (kv_head * a.max_seq_len + begin) * head_dim;
@@ -89,7 +99,9 @@ __global__ void __launch_bounds__(kAttentionThreads) attention_combine_kernel(De
 }
 
 __global__ void kv_append_kernel(const float* k, const float* v, __half* k_cache, __half* v_cache, int64_t n_kv_heads,
-                                 int64_t head_dim, int64_t max_seq_len, int64_t pos) {
+                                 int64_t head_dim, int64_t max_seq_len, int64_t pos, const int32_t* position) {
+  if (position) pos = *position;
+  if (pos < 0 || pos >= max_seq_len) return;
   const int64_t n = n_kv_heads * head_dim;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t head = i / head_dim, d = i % head_dim;
@@ -108,12 +120,15 @@ int64_t attention_scratch_floats(int64_t n_heads, int64_t head_dim, int64_t kv_b
 }
 
 int attention_decode(const DecodeAttention& a, void* stream) {
+  const bool range_ok = a.position ? a.window >= 0 && a.max_seq_len >= 1
+                                   : a.kv_begin >= 0 && a.kv_end > a.kv_begin && a.kv_end <= a.max_seq_len;
   if (!a.q || !a.k_cache || !a.v_cache || !a.out || !a.scratch || a.n_heads < 1 || a.n_heads > 65535 ||
       a.n_kv_heads < 1 || a.n_heads % a.n_kv_heads != 0 || a.head_dim < 1 || a.head_dim > kMaxAttentionHeadDim ||
-      a.kv_begin < 0 || a.kv_end <= a.kv_begin || a.kv_end > a.max_seq_len || !(a.softcap >= 0.f)) {
+      !range_ok || !(a.softcap >= 0.f)) {
     return int(cudaErrorInvalidValue);
   }
-  const int64_t n_chunks = chunks_of(a.kv_begin, a.kv_end);
+  const int64_t widest = a.window > 0 && a.window < a.max_seq_len ? a.window : a.max_seq_len;
+  const int64_t n_chunks = a.position ? chunks_of(0, widest) : chunks_of(a.kv_begin, a.kv_end);
   if (n_chunks > 0x7FFFFFFF) return int(cudaErrorInvalidValue);
   const auto s = static_cast<cudaStream_t>(stream);
   attention_partial_kernel<<<dim3(unsigned(n_chunks), unsigned(a.n_heads)), kAttentionThreads, 0, s>>>(a, n_chunks);
@@ -124,15 +139,16 @@ int attention_decode(const DecodeAttention& a, void* stream) {
 }
 
 int kv_append(const float* k, const float* v, uint16_t* k_cache, uint16_t* v_cache, int64_t n_kv_heads,
-              int64_t head_dim, int64_t max_seq_len, int64_t pos, void* stream) {
-  if (!k || !v || !k_cache || !v_cache || n_kv_heads < 1 || head_dim < 1 || pos < 0 || pos >= max_seq_len) {
+              int64_t head_dim, int64_t max_seq_len, int64_t pos, void* stream, const int32_t* position) {
+  if (!k || !v || !k_cache || !v_cache || n_kv_heads < 1 || head_dim < 1 ||
+      (!position && (pos < 0 || pos >= max_seq_len))) {
     return int(cudaErrorInvalidValue);
   }
   const int threads = 256;
   const int64_t blocks = (n_kv_heads * head_dim + threads - 1) / threads;
   kv_append_kernel<<<unsigned(blocks < 65535 ? blocks : 65535), threads, 0, static_cast<cudaStream_t>(stream)>>>(
       k, v, reinterpret_cast<__half*>(k_cache), reinterpret_cast<__half*>(v_cache), n_kv_heads, head_dim,
-      max_seq_len, pos);
+      max_seq_len, pos, position);
   return int(cudaGetLastError());
 }
 

@@ -59,7 +59,32 @@ __global__ void soft_cap_kernel(float* x, int64_t n, float cap) {
   }
 }
 
+__global__ void embed_int8_row_kernel(const int8_t* q, const __half* scales, const int32_t* tokens,
+                                      const int32_t* position, int64_t cols, float mult, float* out) {
+  const int64_t token = tokens[*position];
+  const float s = __half2float(scales[token]);
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < cols; i += int64_t(gridDim.x) * blockDim.x) {
+    out[i] = (s * float(q[token * cols + i])) * mult;  // the host lookup's order: bitwise the same
+  }
+}
+
+__global__ void advance_kernel(int32_t* position) { *position += 1; }
+
 }  // namespace
+
+int embed_int8_row(const int8_t* q, const uint16_t* scales, const int32_t* tokens, const int32_t* position,
+                   int64_t cols, float mult, float* out, void* stream) {
+  if (!q || !scales || !tokens || !position || !out || cols <= 0) return int(cudaErrorInvalidValue);
+  embed_int8_row_kernel<<<blocks_for(cols), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      q, reinterpret_cast<const __half*>(scales), tokens, position, cols, mult, out);
+  return int(cudaGetLastError());
+}
+
+int advance_position(int32_t* position, void* stream) {
+  if (!position) return int(cudaErrorInvalidValue);
+  advance_kernel<<<1, 1, 0, static_cast<cudaStream_t>(stream)>>>(position);
+  return int(cudaGetLastError());
+}
 
 int int8_rows_gemv(const int8_t* q, const uint16_t* scales, const uint16_t* x, float* y, int64_t rows, int64_t cols,
                    void* stream) {

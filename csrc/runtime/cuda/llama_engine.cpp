@@ -1,7 +1,10 @@
 // The llama graph on CUDA, one token at a time (decode; a prompt runs as consecutive steps).
 //
-// Per token: the embedding row is looked up on the host (int8 rows or 16-bit, scaled, embedding
-// LayerNorm, learned position added: the CPU's own code) and uploaded; every layer then runs on
+// Per token: the embedding row is looked up on the GPU (int8 rows), or on the host when the model
+// has an embedding LayerNorm, learned positions or a 16-bit embedding (the CPU's own code) and
+// uploaded. With the GPU lookup the whole step is one CUDA graph, captured once and replayed per
+// token: its kernels read the position from device memory (SLM_CUDA_GRAPHS=0 launches them one by
+// one instead). Every layer then runs on
 // the GPU: norm -> fp16 -> int4 GEMVs -> q/k head norms -> rope -> fp16 KV cache -> flash-decoding
 // attention -> fp16 -> o_proj -> residual; norm -> gate/up GEMVs -> activation -> fp16 -> down_proj
 // -> residual; the final norm and the int8-row lm_head give float32 logits, copied back when asked.
@@ -9,6 +12,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -96,19 +100,47 @@ class CudaLlamaEngine final : public Engine {
     scratch_ = DeviceBuffer{size_t(kc::attention_scratch_floats(cfg_.n_heads, hd, 0, cfg_.max_seq_len) * 4)};
     host_row_.resize(size_t(H));
     host_tmp_.resize(size_t(H));
+    const char* graphs = std::getenv("SLM_CUDA_GRAPHS");
+    use_graphs_ = w_.embed_tokens.format == WeightFormat::Int8Rows && w_.embed_norm == nullptr &&
+                  w_.position_embeddings.data == nullptr && !(graphs && std::strcmp(graphs, "0") == 0);
+    if (use_graphs_) {
+      tokens_dev_ = DeviceBuffer{size_t(cfg_.max_seq_len) * 4};
+      pos_dev_ = DeviceBuffer{4};
+      if (w_.embed_tokens.data == w_.lm_head.data) {  // tied: the lm_head's copy serves
+        embed_q_ = DeviceBuffer{};
+      } else {
+        embed_q_ = DeviceBuffer{size_t(cfg_.vocab_size * H)};
+        embed_q_.upload(w_.embed_tokens.data, embed_q_.size());
+        embed_s_ = DeviceBuffer{size_t(cfg_.vocab_size * 2)};
+        embed_s_.upload(w_.embed_tokens.row_scales, embed_s_.size());
+      }
+    }
     check(cudaStreamSynchronize(stream_), "CUDA engine upload");
   }
 
   ~CudaLlamaEngine() override {
+    for (cudaGraphExec_t g : graph_) {
+      if (g) cudaGraphExecDestroy(g);
+    }
     if (stream_) cudaStreamDestroy(stream_);
   }
 
   void forward(const int32_t* tokens, int64_t n, LogitsMode mode, float* logits_out) override {
     check_forward_input(tokens, n, cfg_, n_past_);
     cuda::set_device(device_);
+    if (use_graphs_) {  // the tokens and the first position go to the device; each replay advances it
+      const int32_t pos = int32_t(n_past_);
+      check(cudaMemcpyAsync(tokens_dev_.as<int32_t>() + n_past_, tokens, size_t(n) * 4, cudaMemcpyHostToDevice, stream_),
+            "tokens H2D");
+      check(cudaMemcpyAsync(pos_dev_.data(), &pos, 4, cudaMemcpyHostToDevice, stream_), "position H2D");
+    }
     for (int64_t t = 0; t < n; ++t) {
       const bool want = mode == LogitsMode::All || (mode == LogitsMode::Last && t == n - 1);
-      step(tokens[t], n_past_ + t, want);
+      if (use_graphs_) {
+        check(cudaGraphLaunch(graph(want), stream_), "cudaGraphLaunch");
+      } else {
+        step(tokens[t], n_past_ + t, want);
+      }
       if (want) {
         float* dst = logits_out + (mode == LogitsMode::All ? t * cfg_.vocab_size : 0);
         check(cudaMemcpyAsync(dst, logits_.data(), size_t(cfg_.vocab_size) * 4, cudaMemcpyDeviceToHost, stream_),
@@ -138,6 +170,26 @@ class CudaLlamaEngine final : public Engine {
   }
 
  private:
+  // The decode step captured once per logits flavour; its kernels read the position from pos_dev_.
+  cudaGraphExec_t graph(bool logits) {
+    cudaGraphExec_t& exec = graph_[logits ? 1 : 0];
+    if (exec) return exec;
+    cudaGraph_t g = nullptr;
+    check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+    try {
+      step(0, 0, logits);
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &g);
+      if (g) cudaGraphDestroy(g);
+      throw;
+    }
+    check(cudaStreamEndCapture(stream_, &g), "cudaStreamEndCapture");
+    const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+    cudaGraphDestroy(g);
+    check(e, "cudaGraphInstantiate");
+    return exec;
+  }
+
   void validate() const {
     if (cfg_.kv_dtype != DType::F16) throw ConfigError("the CUDA engine keeps a float16 KV cache: use kv_dtype='float16'");
     if (w_.lm_head.format != WeightFormat::Int8Rows) {
@@ -282,7 +334,16 @@ class CudaLlamaEngine final : public Engine {
   void step(int32_t token, int64_t pos, bool logits) {
     const int64_t H = cfg_.hidden_size, I = cfg_.intermediate_size, hd = cfg_.head_dim;
     float* x = x_.as<float>();
-    embed(token, pos);
+    const int32_t* pos_dev = use_graphs_ ? pos_dev_.as<int32_t>() : nullptr;  // then `token`, `pos` are unused
+    if (use_graphs_) {
+      const bool tied = !embed_q_.size();
+      check(kc::embed_int8_row(tied ? lm_head_q_.as<int8_t>() : embed_q_.as<int8_t>(),
+                               tied ? lm_head_s_.as<uint16_t>() : embed_s_.as<uint16_t>(), tokens_dev_.as<int32_t>(),
+                               pos_dev, H, cfg_.embed_scale, x, stream_),
+            "embedding");
+    } else {
+      embed(token, pos);
+    }
     for (int64_t l = 0; l < cfg_.n_layers; ++l) {
       const GpuLayer& L = layers_[size_t(l)];
       const float* block_in = x;
@@ -299,15 +360,15 @@ class CudaLlamaEngine final : public Engine {
       if (cfg_.rotary_dim > 0) {
         const size_t table = size_t(cfg_.layer_rope[size_t(l)]);
         const int64_t half = cfg_.rotary_dim / 2;
+        const int64_t row = pos_dev ? 0 : pos * half;
         check(kc::rope(q_.as<float>(), cfg_.n_heads, k_.as<float>(), cfg_.n_kv_heads, hd, cfg_.rotary_dim,
-                       ptr(rope_cos_[table]) + pos * half, ptr(rope_sin_[table]) + pos * half,
-                       cfg_.rope_style, stream_),
+                       ptr(rope_cos_[table]) + row, ptr(rope_sin_[table]) + row, cfg_.rope_style, stream_, pos_dev),
               "rope");
       }
       uint16_t* kc_l = k_cache_[size_t(l)].as<uint16_t>();
       uint16_t* vc_l = v_cache_[size_t(l)].as<uint16_t>();
       check(kc::kv_append(k_.as<float>(), v_.as<float>(), kc_l, vc_l, cfg_.n_kv_heads, hd, cfg_.max_seq_len, pos,
-                          stream_),
+                          stream_, pos_dev),
             "kv_append");
       const int64_t window = cfg_.layer_windows[size_t(l)];
       kc::DecodeAttention a;
@@ -325,6 +386,8 @@ class CudaLlamaEngine final : public Engine {
       a.kv_end = pos + 1;
       a.scale = cfg_.attention_scale;
       a.softcap = cfg_.attn_softcap;
+      a.position = pos_dev;
+      a.window = window;
       check(kc::attention_decode(a, stream_), "attention_decode");
       check(kc::to_half(attn_.as<float>(), o16_.as<uint16_t>(), q_dim_, stream_), "to_half");
       check(kc::int4_gemv(L.o.m, o16_.as<uint16_t>(), proj_.as<float>(), stream_, false), "int4_gemv o_proj");
@@ -342,6 +405,7 @@ class CudaLlamaEngine final : public Engine {
       check(kc::int4_gemv(L.down.m, a16_.as<uint16_t>(), proj_.as<float>(), stream_, false), "int4_gemv down_proj");
       residual(proj_.as<float>(), L.down_bias, L.mlp_output_norm);
     }
+    if (pos_dev) check(kc::advance_position(pos_dev_.as<int32_t>(), stream_), "advance_position");
     if (!logits) return;
     norm_to_half(x, final_norm_, final_norm_bias_);
     check(kc::int8_rows_gemv(lm_head_q_.as<int8_t>(), lm_head_s_.as<uint16_t>(), h16_.as<uint16_t>(), logits_.as<float>(),
@@ -364,6 +428,11 @@ class CudaLlamaEngine final : public Engine {
   std::vector<DeviceBuffer> rope_cos_, rope_sin_, k_cache_, v_cache_;
   DeviceBuffer x_, block_input_, h16_, a16_, o16_, q_, k_, v_, attn_, proj_, gate_, up_, logits_, scratch_;
   std::vector<float> host_row_, host_tmp_;
+  // The captured decode step (with and without logits), when the embedding can be looked up on
+  // the GPU: it reads the token at tokens_dev_[*pos_dev_] and ends with ++*pos_dev_.
+  bool use_graphs_ = false;
+  DeviceBuffer tokens_dev_, pos_dev_, embed_q_, embed_s_;
+  cudaGraphExec_t graph_[2] = {nullptr, nullptr};
 };
 
 }  // namespace

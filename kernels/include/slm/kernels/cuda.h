@@ -74,8 +74,12 @@ int layer_norm(const float* x, const float* w, const float* b, float* y32, uint1
 // Rotary embedding in place on q [n_heads][head_dim] and k [n_kv_heads][head_dim] (either count may
 // be 0) for one position: the rule of slm/kernels/rope.h, cos/sin float32 [rotary_dim/2] computed
 // on the host. rotary_dim even and <= head_dim; the other dimensions are left alone.
+//
+// position (device, nullable): when given, cos and sin are tables [positions][rotary_dim/2] and the
+// kernel reads the row at *position when it runs, so that one captured CUDA graph serves every
+// decode step (the same holds for kv_append and DecodeAttention::position).
 int rope(float* q, int64_t n_heads, float* k, int64_t n_kv_heads, int64_t head_dim, int64_t rotary_dim,
-         const float* cos, const float* sin, RopeStyle style, void* stream);
+         const float* cos, const float* sin, RopeStyle style, void* stream, const int32_t* position = nullptr);
 
 // The MLP activations of slm/kernels/activation.h. Gated kinds: out = act(gate) * up; plain kinds
 // read only gate (up is ignored). out16 gets the fp16 rounding (the down_proj GEMV's input), out32
@@ -112,6 +116,12 @@ struct DecodeAttention {
   int64_t kv_begin = 0, kv_end = 0;
   float scale = 1.f;
   float softcap = 0.f;  // 0: none
+  // Optional (device): the query's position, read when the kernels run; then kv_end = *position + 1
+  // and kv_begin = window > 0 ? max(0, kv_end - window) : 0, and kv_begin / kv_end above are
+  // ignored. The grid covers the largest range, so scratch needs attention_scratch_floats(n_heads,
+  // head_dim, 0, window > 0 ? min(window, max_seq_len) : max_seq_len).
+  const int32_t* position = nullptr;
+  int64_t window = 0;
 };
 
 int64_t attention_scratch_floats(int64_t n_heads, int64_t head_dim, int64_t kv_begin, int64_t kv_end);
@@ -119,8 +129,9 @@ int attention_decode(const DecodeAttention& args, void* stream);
 
 // Stores this token's k and v (float32 [n_kv_heads][head_dim]) at position `pos` of the fp16
 // caches [n_kv_heads][max_seq_len][head_dim], rounding to nearest even (as the CPU f32_to_f16).
+// With `position` (device) the position is *position, read when the kernel runs (pos is ignored).
 int kv_append(const float* k, const float* v, uint16_t* k_cache, uint16_t* v_cache, int64_t n_kv_heads,
-              int64_t head_dim, int64_t max_seq_len, int64_t pos, void* stream);
+              int64_t head_dim, int64_t max_seq_len, int64_t pos, void* stream, const int32_t* position = nullptr);
 // ---- small kernels of the decode step (kernels/cuda/engine_ops.cu) -----------------------------
 
 // y[r] = scale[r] * sum_c q[r, c] * x[c]: int8 rows with an fp16 scale per row (the int8-row
@@ -136,6 +147,14 @@ int to_half(const float* x, uint16_t* out, int64_t n, void* stream);
 
 // x[i] = cap * tanh(x[i] / cap), i < n (Gemma 2's final logit soft-capping).
 int soft_cap(float* x, int64_t n, float cap, void* stream);
+
+// The embedding of token tokens[*position] from int8 rows: out[i] = (scales[t] * q[t, i]) * mult
+// (mult: Gemma's sqrt(hidden), else 1). tokens and position are device memory.
+int embed_int8_row(const int8_t* q, const uint16_t* scales, const int32_t* tokens, const int32_t* position,
+                   int64_t cols, float mult, float* out, void* stream);
+
+// *position += 1 (the end of a captured decode step).
+int advance_position(int32_t* position, void* stream);
 
 }  // namespace slm::kernels::cuda
 
