@@ -40,6 +40,10 @@ GGUF_DTYPE = "float16"
 WEIGHT_DTYPES = ("auto", "float32", "bfloat16", "float16")
 KV_DTYPES = ("auto", "float32", "float16")
 DEFAULT_GROUP_SIZE = 128
+# How quant="int4" quantizes at load: the per-group scale search on or off, and the embedding /
+# lm_head as "int8" rows or "16bit". Chosen by measured perplexity: benchmarks/int4_accuracy.py.
+INT4_SEARCH = False
+INT4_EMBEDDING = "int8"
 # Files of a model directory that save_quantized copies next to the quantized weights.
 _COMPANION_FILES = (
     "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
@@ -326,7 +330,9 @@ class LLM:
             return family.engine_weights(self.config, self._checkpoint, dtype)
         self.quant, self.group_size = "int4", group_size or DEFAULT_GROUP_SIZE
         source = family.engine_weights(self.config, self._checkpoint, "auto")
-        weights = q.quantize_engine_weights(source, self.group_size, sym=True, search=False, progress=True)
+        weights = q.quantize_engine_weights(
+            source, self.group_size, sym=True, search=INT4_SEARCH, embedding=INT4_EMBEDDING, progress=True
+        )
         if dtype != "auto":  # what stays unquantized (learned positions)
             for name, entry in weights.items():
                 if not isinstance(entry[0], str) and entry[0].ndim == 2:

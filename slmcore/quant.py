@@ -716,9 +716,10 @@ def _load_int8(checkpoint: Checkpoint, stem: str, shape: tuple[int, ...]) -> Int
 
 # --- whole models: canonical engine weights <-> engine entries ------------------------------------
 
-# Matrices kept as int8 rows when a model is quantized at load: the embedding (read one row per
-# token) and the lm_head (vocab x hidden, often tied to it).
+# The embedding (read one row per token) and the lm_head (vocab x hidden, often tied to it) are not
+# int4 when a model is quantized at load: they are int8 rows, or kept in 16 bits (embedding="16bit").
 INT8_MATRICES = ("embed_tokens", "lm_head")
+EMBEDDING_FORMATS = ("int8", "16bit")
 # Matrices kept as they are: learned positions are read one row per token, like the embedding.
 KEPT_MATRICES = ("position_embeddings",)
 
@@ -760,13 +761,17 @@ def quantize_engine_weights(
     sym: bool = True,
     search: bool = False,
     progress: bool = False,
+    embedding: str = "int8",
 ) -> EngineWeights:
     """A family's canonical weights (name -> (array, dtype)) -> engine entries with every layer
-    matrix in int4 and the embedding / lm_head as int8 rows; norms, biases and learned positions
-    stay. One tensor at a time: each source is released (popped from `weights`) as soon as it is
-    quantized and packed, so at most one float32 copy of one tensor exists besides the result."""
+    matrix in int4 and the embedding / lm_head as int8 rows (embedding="int8") or in 16 bits
+    ("16bit": float16 / bfloat16 as stored, float32 rounded to float16); norms, biases and learned
+    positions stay. One tensor at a time: each source is released (popped from `weights`) as soon
+    as it is quantized and packed, so at most one float32 copy of one tensor exists besides the result."""
     if isinstance(group_size, bool) or group_size not in GROUP_SIZES:
         raise InvalidArgumentError(f"group_size={group_size!r} is not supported; choose one of {GROUP_SIZES}")
+    if embedding not in EMBEDDING_FORMATS:
+        raise InvalidArgumentError(f"embedding={embedding!r} is not supported; choose one of {EMBEDDING_FORMATS}")
     # Tied weights (lm_head = embed_tokens) are one array under two names: quantize it once. Found
     # while every array is alive (ids of freed arrays are reused).
     first_name: dict[int, str] = {}
@@ -781,12 +786,25 @@ def quantize_engine_weights(
             continue
         if array.ndim != 2 or name in KEPT_MATRICES:
             entry = (array, dtype)
-        elif name in INT8_MATRICES:
+        elif name in INT8_MATRICES and embedding == "int8":
             entry = engine_entry(quantize_int8_rows(array, name=name, dtype=dtype))
+        elif name in INT8_MATRICES:
+            entry = _sixteen_bit(array, dtype, name)
         else:
             entry = engine_entry(quantize_int4(array, group_size, sym=sym, search=search, name=name, dtype=dtype))
         out[name] = entry
     return out
+
+
+def _sixteen_bit(array: np.ndarray, dtype: str, name: str) -> tuple[np.ndarray, str]:
+    """(array, dtype) in 16 bits: float16 and bfloat16 as they are, float32 rounded to float16."""
+    if dtype in ("float16", "bfloat16"):
+        return (array, dtype)
+    with np.errstate(over="ignore"):
+        half = convert(array, dtype, "float16")
+    if not np.isfinite(half).all():
+        raise InvalidArgumentError(f"{name}: values beyond float16's range (|w| <= {_F16_MAX:g}) or NaN; cannot keep it in 16 bits")
+    return (half, "float16")
 
 
 def quantized_checkpoint_tensors(entries: EngineWeights, tied: bool) -> dict[str, QuantizedValue]:
