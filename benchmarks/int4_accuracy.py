@@ -31,16 +31,23 @@ its perplexity effect on this model is erratic (-6% to +20% relative to RTN).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
 import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+# This checkout's slmcore (not an installed one) and tests/real_models.py.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from slmcore.perplexity import window_nll, windows  # noqa: E402
 
 TEXT = Path("/usr/share/common-licenses/GPL-3")
 
@@ -165,14 +172,260 @@ def ppl_table(quick: bool, work: Path) -> None:
         print(f"| {label} | {ppl:.4f} | {100 * (ppl / baseline - 1):+.2f}% | {n_tokens} | {seconds:.0f} |", flush=True)
 
 
+# --- the gate: slmcore int4 against llama.cpp Q4_0 on the same token ids ------------------------
+
+GATE_WINDOW = 512
+GREEDY_TOKENS = 64
+GREEDY_PROMPTS = (
+    "The capital of France is",
+    "Once upon a time, in a small village by the sea,",
+    "def fibonacci(n):\n    ",
+    "The three primary colours are",
+    "In 1969, the first humans to walk on the Moon",
+    "Water boils at a temperature of",
+    "The GNU General Public License is",
+    "A list of fruits: apple, banana,",
+)
+
+
+@dataclass
+class Scored:
+    """What one model did on the text: total NLL, scored tokens, the argmax at every scored
+    position (per convention), and its greedy continuations of GREEDY_PROMPTS."""
+
+    nll: dict[str, float]
+    n_tokens: dict[str, int]
+    top1: dict[str, np.ndarray]
+    greedy: list[list[int]]
+    load_seconds: float
+    eval_seconds: float
+
+    def ppl(self, convention: str) -> float:
+        return math.exp(self.nll[convention] / self.n_tokens[convention])
+
+
+def gate_windows(ids: list[int], n_windows: int | None, bos: int | None) -> dict[str, list[tuple[list[int], int]]]:
+    """The windows each convention scores, as (window ids, first scored index in the window):
+    targets are window[first:], predicted by logits rows first-1 .. len-2.
+
+    "plain": slmcore.perplexity's windows (non-overlapping, GATE_WINDOW tokens, the first token of
+    each unscored). "bos" (models whose tokenizer starts the text with BOS): the text after the
+    BOS in chunks of GATE_WINDOW - 1, each window BOS + chunk, every chunk token scored (llama.cpp's
+    perplexity tool also starts every chunk with BOS; Gemma without a BOS in front is far worse).
+    """
+    plain = [(ids[begin:end], first - begin) for begin, end, first in windows(len(ids), GATE_WINDOW, GATE_WINDOW)]
+    out = {"plain": plain[:n_windows]}
+    if bos is not None and ids[0] == bos:
+        text = ids[1:]
+        step = GATE_WINDOW - 1
+        out["bos"] = [([bos] + text[i : i + step], 1) for i in range(0, len(text), step)][:n_windows]
+    return out
+
+
+def score(logits_of, greedy_of, spans: dict[str, list[tuple[list[int], int]]], prompts: list[list[int]]) -> Scored:
+    """Run one model (logits_of(ids) -> [len, vocab] float32; greedy_of(ids, n) -> n ids) over the windows."""
+    start = time.perf_counter()
+    nll, n_tokens, top1 = {}, {}, {}
+    for convention, items in spans.items():
+        total, count, argmax = 0.0, 0, []
+        for window_ids, first in items:
+            logits = logits_of(window_ids)
+            rows = logits[first - 1 : len(window_ids) - 1]
+            total += window_nll(rows, np.asarray(window_ids[first:]))
+            count += len(window_ids) - first
+            argmax.append(rows.argmax(axis=1))
+        nll[convention], n_tokens[convention], top1[convention] = total, count, np.concatenate(argmax)
+    greedy = [greedy_of(p, GREEDY_TOKENS) for p in prompts]
+    return Scored(nll, n_tokens, top1, greedy, 0.0, time.perf_counter() - start)
+
+
+def score_slmcore(model_dir: Path, spans, prompts, group_size: int | None, search: bool = False,
+                  embedding: str = "int8") -> Scored:  # fmt: skip
+    """slmcore on model_dir: unquantized (group_size None) or quant="int4" with these settings."""
+    import slmcore
+    from slmcore import llm as llm_module
+
+    saved = llm_module.INT4_SEARCH, llm_module.INT4_EMBEDDING
+    llm_module.INT4_SEARCH, llm_module.INT4_EMBEDDING = search, embedding
+    try:
+        start = time.perf_counter()
+        quant = None if group_size is None else "int4"
+        llm = slmcore.LLM(model_dir, quant=quant, group_size=group_size, threads=2, max_seq_len=1024)
+        load_seconds = time.perf_counter() - start
+    finally:
+        llm_module.INT4_SEARCH, llm_module.INT4_EMBEDDING = saved
+    params = slmcore.SamplingParams(temperature=0.0, max_tokens=GREEDY_TOKENS, ignore_eos=True)
+    with llm:
+        result = score(llm.logits, lambda ids, n: llm.generate(ids, params)[0].token_ids, spans, prompts)
+    result.load_seconds = load_seconds
+    return result
+
+
+def score_llama_cpp(path: Path, spans, prompts) -> Scored:
+    """llama.cpp (llama-cpp-python) on a GGUF: logits of every position, fed the same token ids."""
+    import llama_cpp
+
+    start = time.perf_counter()
+    model = llama_cpp.Llama(str(path), n_ctx=GATE_WINDOW + GREEDY_TOKENS + 64, n_batch=GATE_WINDOW,
+                            n_ubatch=GATE_WINDOW, logits_all=True, n_threads=2, n_threads_batch=2, verbose=False)  # fmt: skip
+    load_seconds = time.perf_counter() - start
+
+    def logits_of(ids: list[int]) -> np.ndarray:
+        model.reset()
+        model.eval(ids)
+        return np.array(model.scores[: len(ids)], dtype=np.float32)
+
+    def greedy_of(ids: list[int], n: int) -> list[int]:
+        model.reset()
+        model.eval(ids)
+        out = []
+        for _ in range(n):
+            token = int(np.argmax(model.scores[model.n_tokens - 1]))
+            out.append(token)
+            model.eval([token])
+        return out
+
+    result = score(logits_of, greedy_of, spans, prompts)
+    result.load_seconds = load_seconds
+    model.close()
+    return result
+
+
+def llama_cpp_file(source: Path, out: Path, ftype: str, pure: bool = False) -> Path:
+    """source requantized by llama.cpp into `ftype` ("F16" or "Q4_0"; allow_requantize, so that a
+    quantized GGUF becomes F16 = its dequantized weights); cached at `out`."""
+    import llama_cpp
+
+    if out.exists():
+        return out
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = {"F16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16, "Q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0}[ftype]
+    params.pure = pure
+    params.allow_requantize = True
+    params.nthread = 2
+    tmp = out.with_suffix(".partial")
+    if llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), params) != 0:
+        raise RuntimeError(f"llama_model_quantize {source} -> {ftype} failed")
+    tmp.rename(out)
+    return out
+
+
+def cache_key(engine: str, label: str, setting: object, spans: dict, prompts: list[list[int]]) -> str:
+    """A digest of everything a variant's result depends on: the windows, the prompts, the setting,
+    and for slmcore the source of its quantizer and loader (so a change of either re-runs it)."""
+    digest = hashlib.sha256(json.dumps([engine, label, str(setting), spans, prompts]).encode())
+    if engine == "slmcore":
+        for module in ("quant.py", "llm.py"):
+            digest.update((ROOT / "slmcore" / module).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def save_scored(path: Path, r: Scored) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"nll": r.nll, "n_tokens": r.n_tokens, "greedy": r.greedy, "load_seconds": r.load_seconds,
+            "eval_seconds": r.eval_seconds}  # fmt: skip
+    np.savez(path, meta=np.array(json.dumps(meta)), **{f"top1_{k}": v for k, v in r.top1.items()})
+
+
+def load_scored(path: Path) -> Scored:
+    with np.load(path) as data:
+        meta = json.loads(str(data["meta"]))
+        top1 = {k[len("top1_") :]: data[k] for k in data.files if k.startswith("top1_")}
+    return Scored(meta["nll"], meta["n_tokens"], top1, meta["greedy"], meta["load_seconds"], meta["eval_seconds"])
+
+
+def agreement(a: Scored, b: Scored, convention: str) -> tuple[float, float, int]:
+    """(top-1 agreement over the scored positions, mean common prefix of the greedy continuations
+    as a fraction of GREEDY_TOKENS, continuations identical in full) of a against b."""
+    top1 = float((a.top1[convention] == b.top1[convention]).mean())
+    prefixes = []
+    for x, y in zip(a.greedy, b.greedy):
+        prefixes.append(next((i for i, (s, t) in enumerate(zip(x, y)) if s != t), len(x)))
+    return top1, float(np.mean(prefixes)) / GREEDY_TOKENS, sum(p == GREEDY_TOKENS for p in prefixes)
+
+
+def gate_model(model: str, work: Path, n_windows: int | None, log: Path) -> None:
+    """Every variant of one model; prints its tables and appends them to `log`."""
+    import slmcore
+    from real_models import gemma3_gguf, smollm2_gguf
+    from slmcore.convert import convert_gguf
+
+    gguf = {"gemma3": gemma3_gguf, "smollm2": smollm2_gguf}[model]()
+    base = work / f"{model}-f32"
+    if not (base / "config.json").exists():
+        shutil.rmtree(base, ignore_errors=True)
+        convert_gguf(gguf, base, dtype="float32", progress=False)
+    f16 = llama_cpp_file(gguf, work / f"{model}-f16.gguf", "F16")
+    with slmcore.LLM(base, threads=2) as llm:
+        ids = llm.tokenizer.encode(TEXT.read_text(encoding="utf-8"))
+        prompts = [llm.tokenizer.encode(p) for p in GREEDY_PROMPTS]
+        bos = llm.config.raw.get("bos_token_id")
+    spans = gate_windows(ids, n_windows, bos)
+
+    variants: list[tuple[str, str, object]] = [("slmcore", "float32 (GGUF dequantized)", None)]
+    for group_size in (128, 64, 32):
+        for search in (False, True):
+            variants.append(("slmcore", f"int4 G={group_size} {'search' if search else 'RTN'}, emb int8", (group_size, search, "int8")))
+    for group_size, search in ((128, False), (32, True)):
+        variants.append(("slmcore", f"int4 G={group_size} {'search' if search else 'RTN'}, emb 16-bit", (group_size, search, "16bit")))
+    variants += [
+        ("llama.cpp", "F16 (GGUF dequantized)", f16),
+        ("llama.cpp", "Q4_0 (default mix)", llama_cpp_file(f16, work / f"{model}-q4_0.gguf", "Q4_0")),
+        ("llama.cpp", "Q4_0 pure", llama_cpp_file(f16, work / f"{model}-q4_0-pure.gguf", "Q4_0", pure=True)),
+    ]  # fmt: skip
+
+    results: dict[tuple[str, str], Scored] = {}
+    for engine, label, setting in variants:
+        cache = work / "scored" / f"{model}-{cache_key(engine, label, setting, spans, prompts)}.npz"
+        if cache.exists():
+            results[engine, label] = load_scored(cache)
+        else:
+            if engine == "llama.cpp":
+                results[engine, label] = score_llama_cpp(setting, spans, prompts)
+            elif setting is None:
+                results[engine, label] = score_slmcore(base, spans, prompts, None)
+            else:
+                results[engine, label] = score_slmcore(base, spans, prompts, *setting)
+            save_scored(cache, results[engine, label])
+        r = results[engine, label]
+        print(f"  {model} {engine} {label}: " + ", ".join(f"{c} ppl {r.ppl(c):.4f}" for c in spans)
+              + f" (load {r.load_seconds:.1f} s, eval {r.eval_seconds:.0f} s)", flush=True)  # fmt: skip
+
+    lines = [f"### {model} ({gguf.name}): GPL-3, {len(ids)} tokens"]
+    for convention, items in spans.items():
+        lines.append(f"\nconvention {convention!r}: {len(items)} windows, {results[variants[0][:2]].n_tokens[convention]} scored tokens\n")
+        lines.append("| engine | variant | ppl | Δ vs own unquantized | top-1 agreement | greedy prefix | greedy identical | load (s) |")
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for engine, label, _ in variants:
+            r = results[engine, label]
+            ref = results[variants[0][:2]] if engine == "slmcore" else results["llama.cpp", "F16 (GGUF dequantized)"]
+            top1, prefix, identical = agreement(r, ref, convention)
+            lines.append(f"| {engine} | {label} | {r.ppl(convention):.4f} | {100 * (r.ppl(convention) / ref.ppl(convention) - 1):+.2f}% | "
+                         f"{100 * top1:.2f}% | {100 * prefix:.0f}% | {identical}/{len(prompts)} | {r.load_seconds:.1f} |")  # fmt: skip
+        ours, theirs = results[variants[0][:2]], results["llama.cpp", "F16 (GGUF dequantized)"]
+        top1, prefix, identical = agreement(ours, theirs, convention)
+        lines.append(f"\nslmcore float32 vs llama.cpp F16: top-1 agreement {100 * top1:.2f}%, greedy prefix {100 * prefix:.0f}%, identical {identical}/{len(prompts)}")
+    table = "\n".join(lines)
+    print(table, flush=True)
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(table + "\n\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["rms", "ppl"])
+    parser.add_argument("what", choices=["rms", "ppl", "gate"])
     parser.add_argument("--quick", action="store_true", help="ppl: a quarter of the text")
-    parser.add_argument("--work", type=Path, default=None, help="ppl: directory for the converted model and copies")
+    parser.add_argument("--work", type=Path, default=None, help="ppl, gate: directory for converted models and copies")
+    parser.add_argument("--models", default="gemma3,smollm2", help="gate: which models (gemma3, smollm2)")
+    parser.add_argument("--windows", type=int, default=None, help="gate: score only the first N windows")
     args = parser.parse_args()
     if args.what == "rms":
         rms_table()
+    elif args.what == "gate":
+        work = args.work or Path(tempfile.gettempdir()) / "slmcore-int4-gate"
+        work.mkdir(parents=True, exist_ok=True)
+        for model in args.models.split(","):
+            gate_model(model, work, args.windows, work / "gate.md")
     else:
         work = args.work or Path(tempfile.gettempdir()) / "slmcore-int4-accuracy"
         work.mkdir(parents=True, exist_ok=True)

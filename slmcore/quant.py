@@ -24,8 +24,9 @@ The arithmetic, exactly (so that another implementation reproduces every bit):
 - Scales may be negative (GGUF's Q4_0 stores d = max / -8); only finite values are accepted.
 
 The scale search (search=True) tries a few scales per group besides the round-to-nearest one
-(symmetric: absmax/7 times a factor below 1, i.e. clipping the largest element; asymmetric: the
-[min, max] range shrunk from either end) plus a least-squares refit of s (and m) to the codes the
+(symmetric: absmax/7 times a factor below 1, i.e. clipping the largest element, and the signed
+largest element / -8, GGUF Q4_0's scale, times 1 or those factors; asymmetric: the [min, max]
+range shrunk from either end) plus a least-squares refit of s (and m) to the codes the
 best candidate chose, and keeps the candidate whose dequantized group has the least squared
 error. Round-to-nearest is the first candidate and wins ties, so the search never does worse.
 
@@ -255,7 +256,12 @@ def _quantize_sym(x: np.ndarray, search: bool, name: str) -> tuple[np.ndarray, n
         )
     q, error = _sym_codes(x, s)
     if search:
+        # The element of largest magnitude, sign included: s = extreme / -8 puts it on code -8, which
+        # absmax / 7 leaves unused, for a grid 8/7 finer (GGUF Q4_0's scale; s < 0 when extreme > 0).
+        extreme = np.take_along_axis(x, np.abs(x).argmax(axis=-1)[..., None], axis=-1)[..., 0]
+        signed_base = extreme / np.float32(-8)
         candidates = [(base * np.float32(f)).astype(np.float16) for f in SYM_SEARCH_FACTORS]
+        candidates += [(signed_base * np.float32(f)).astype(np.float16) for f in (1.0, *SYM_SEARCH_FACTORS)]
         for candidate in candidates:
             q, s, error = _keep_better((q, s, error), _sym_try(x, candidate))
         for _ in range(REFIT_ROUNDS):
