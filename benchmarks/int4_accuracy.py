@@ -312,9 +312,9 @@ def llama_cpp_file(source: Path, out: Path, ftype: str, pure: bool = False) -> P
 
 def cache_key(engine: str, label: str, setting: object, spans: dict, prompts: list[list[int]]) -> str:
     """A digest of everything a variant's result depends on: the windows, the prompts, the setting,
-    and for slmcore the source of its quantizer and loader (so a change of either re-runs it)."""
+    and for slmcore's int4 variants the source of its quantizer and loader (so a change re-runs them)."""
     digest = hashlib.sha256(json.dumps([engine, label, str(setting), spans, prompts]).encode())
-    if engine == "slmcore":
+    if engine == "slmcore" and setting is not None:
         for module in ("quant.py", "llm.py"):
             digest.update((ROOT / "slmcore" / module).read_bytes())
     return digest.hexdigest()[:16]
