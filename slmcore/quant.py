@@ -23,8 +23,9 @@ The arithmetic, exactly (so that another implementation reproduces every bit):
   fused): the operations of gguf.quants, so imported Q4_0 / Q4_1 blocks dequantize bit for bit.
 - Scales may be negative (GGUF's Q4_0 stores d = max / -8); only finite values are accepted.
 
-The scale search (search=True) tries a few scales per group besides the round-to-nearest one
-(symmetric: absmax/7 times a factor below 1, i.e. clipping the largest element; asymmetric: the
+The scale search (search=True) tries other scales per group besides the round-to-nearest one
+(symmetric: the signed largest element / -8, GGUF Q4_0's scale, which uses code -8 for a grid
+8/7 finer, and SYM_SEARCH_FACTORS's clipping candidates, none by default; asymmetric: the
 [min, max] range shrunk from either end) plus a least-squares refit of s (and m) to the codes the
 best candidate chose, and keeps the candidate whose dequantized group has the least squared
 error. Round-to-nearest is the first candidate and wins ties, so the search never does worse.
@@ -57,9 +58,12 @@ from slmcore.models import canonical_naming
 
 GROUP_SIZES = QUANT_GROUP_SIZES
 
-# Candidates of the symmetric search: s = fp16(absmax / 7 * factor). Below 1 the largest element
-# is clipped (to code 7, or to -8 for a negative one) in exchange for a finer grid for the rest.
-SYM_SEARCH_FACTORS = (0.97, 0.94, 0.91, 0.88, 0.85, 0.82, 0.79, 0.76, 0.73, 0.70)
+# Clipping candidates of the symmetric search: s = fp16(absmax / 7 * factor) and fp16(extreme / -8
+# * factor) for factors below 1, which clip the largest element in exchange for a finer grid for
+# the rest. None by default: they lower the weights' squared error further, but clipping raised
+# Gemma-3-270M's perplexity (int4 G=32: +51% with factors 0.97/0.94/0.91, +31% without; see
+# benchmarks/int4_accuracy.py gate), so the search keeps every group's largest element.
+SYM_SEARCH_FACTORS: tuple[float, ...] = ()
 # Candidates of the asymmetric search: [min + a * range, max - b * range] for each (a, b).
 _SHRINKS = (0.0, 0.03, 0.06, 0.09, 0.12, 0.15)
 ASYM_SEARCH_SHRINKS = tuple((a, b) for a in _SHRINKS for b in _SHRINKS if a + b > 0)
@@ -253,7 +257,12 @@ def _quantize_sym(x: np.ndarray, search: bool, name: str) -> tuple[np.ndarray, n
         )
     q, error = _sym_codes(x, s)
     if search:
+        # The element of largest magnitude, sign included: s = extreme / -8 puts it on code -8, which
+        # absmax / 7 leaves unused, for a grid 8/7 finer (GGUF Q4_0's scale; s < 0 when extreme > 0).
+        extreme = np.take_along_axis(x, np.abs(x).argmax(axis=-1)[..., None], axis=-1)[..., 0]
+        signed_base = extreme / np.float32(-8)
         candidates = [(base * np.float32(f)).astype(np.float16) for f in SYM_SEARCH_FACTORS]
+        candidates += [(signed_base * np.float32(f)).astype(np.float16) for f in (1.0, *SYM_SEARCH_FACTORS)]
         for candidate in candidates:
             q, s, error = _keep_better((q, s, error), _sym_try(x, candidate))
         for _ in range(REFIT_ROUNDS):
@@ -716,9 +725,10 @@ def _load_int8(checkpoint: Checkpoint, stem: str, shape: tuple[int, ...]) -> Int
 
 # --- whole models: canonical engine weights <-> engine entries ------------------------------------
 
-# Matrices kept as int8 rows when a model is quantized at load: the embedding (read one row per
-# token) and the lm_head (vocab x hidden, often tied to it).
+# The embedding (read one row per token) and the lm_head (vocab x hidden, often tied to it) are not
+# int4 when a model is quantized at load: they are int8 rows, or kept in 16 bits (embedding="16bit").
 INT8_MATRICES = ("embed_tokens", "lm_head")
+EMBEDDING_FORMATS = ("int8", "16bit")
 # Matrices kept as they are: learned positions are read one row per token, like the embedding.
 KEPT_MATRICES = ("position_embeddings",)
 
@@ -760,18 +770,22 @@ def quantize_engine_weights(
     sym: bool = True,
     search: bool = False,
     progress: bool = False,
+    embedding: str = "int8",
     prequantized: Mapping[str, Int4Tensor] | None = None,
 ) -> EngineWeights:
     """A family's canonical weights (name -> (array, dtype)) -> engine entries with every layer
-    matrix in int4 and the embedding / lm_head as int8 rows; norms, biases and learned positions
-    stay. One tensor at a time: each source is released (popped from `weights`) as soon as it is
-    quantized and packed, so at most one float32 copy of one tensor exists besides the result.
+    matrix in int4 and the embedding / lm_head as int8 rows (embedding="int8") or in 16 bits
+    ("16bit": float16 / bfloat16 as stored, float32 rounded to float16); norms, biases and learned
+    positions stay. One tensor at a time: each source is released (popped from `weights`) as soon
+    as it is quantized and packed, so at most one float32 copy of one tensor exists besides the result.
 
     prequantized: canonical name -> the same matrix already in int4 (a GGUF's Q4_0/Q4_1 blocks),
     used as it is instead of quantizing the float source; its group size and symmetry must be
     group_size and sym."""
     if isinstance(group_size, bool) or group_size not in GROUP_SIZES:
         raise InvalidArgumentError(f"group_size={group_size!r} is not supported; choose one of {GROUP_SIZES}")
+    if embedding not in EMBEDDING_FORMATS:
+        raise InvalidArgumentError(f"embedding={embedding!r} is not supported; choose one of {EMBEDDING_FORMATS}")
     prequantized = dict(prequantized or {})
     for name, t in prequantized.items():
         source = weights.get(name)
@@ -798,12 +812,25 @@ def quantize_engine_weights(
             entry = (array, dtype)
         elif name in prequantized:
             entry = engine_entry(prequantized.pop(name))
-        elif name in INT8_MATRICES:
+        elif name in INT8_MATRICES and embedding == "int8":
             entry = engine_entry(quantize_int8_rows(array, name=name, dtype=dtype))
+        elif name in INT8_MATRICES:
+            entry = _sixteen_bit(array, dtype, name)
         else:
             entry = engine_entry(quantize_int4(array, group_size, sym=sym, search=search, name=name, dtype=dtype))
         out[name] = entry
     return out
+
+
+def _sixteen_bit(array: np.ndarray, dtype: str, name: str) -> tuple[np.ndarray, str]:
+    """(array, dtype) in 16 bits: float16 and bfloat16 as they are, float32 rounded to float16."""
+    if dtype in ("float16", "bfloat16"):
+        return (array, dtype)
+    with np.errstate(over="ignore"):
+        half = convert(array, dtype, "float16")
+    if not np.isfinite(half).all():
+        raise InvalidArgumentError(f"{name}: values beyond float16's range (|w| <= {_F16_MAX:g}) or NaN; cannot keep it in 16 bits")
+    return (half, "float16")
 
 
 def quantized_checkpoint_tensors(entries: EngineWeights, config: ModelConfig) -> dict[str, QuantizedValue]:
