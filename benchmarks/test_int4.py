@@ -77,20 +77,10 @@ def prompt(n: int) -> list[int]:
     return np.random.default_rng(n).integers(300, 32000, size=n).tolist()
 
 
-@pytest.mark.parametrize("variant", SLM + LLAMA_CPP)
-@pytest.mark.parametrize("phase", ["decode", "prefill"])
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("size", ["smollm2", "135m", "1.1b"])
-def test_int4_throughput(benchmark, size, threads, phase, variant):
-    model = _load(size, variant, threads)
+def _measure(benchmark, phase: str, reset, evaluate, bytes_per_token: int) -> tuple[float, float, str]:
+    """Times decode (64 tokens after an 8-token prompt) or prefill (512 tokens); returns tokens/s,
+    GB/s of weights (decode) and the load average before -> after."""
     ids = prompt(8 + DECODE_TOKENS) if phase == "decode" else prompt(PREFILL_TOKENS)
-    if variant in SLM:
-        core = model._engine
-        reset, evaluate = core.reset, lambda tokens: core.forward(tokens, "last")
-        bytes_per_token = model._weight_bytes_per_token()
-    else:
-        reset, evaluate = model.reset, model.eval
-        bytes_per_token = _gguf_bytes_per_token(model.model_path)
 
     def setup():
         reset()
@@ -111,8 +101,48 @@ def test_int4_throughput(benchmark, size, threads, phase, variant):
     gb_per_s = tokens_per_s * bytes_per_token / 1e9 if phase == "decode" else float("nan")
     load = f"{load_before}->{loadavg()}"
     benchmark.extra_info.update(tokens_per_s=tokens_per_s, gb_per_s=gb_per_s, bytes_per_token=bytes_per_token, load=load)
+    return tokens_per_s, gb_per_s, load
+
+
+@pytest.mark.parametrize("variant", SLM + LLAMA_CPP)
+@pytest.mark.parametrize("phase", ["decode", "prefill"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("size", ["smollm2", "135m", "1.1b"])
+def test_int4_throughput(benchmark, size, threads, phase, variant):
+    model = _load(size, variant, threads)
+    if variant in SLM:
+        core = model._engine
+        reset, evaluate = core.reset, lambda tokens: core.forward(tokens, "last")
+        bytes_per_token = model._weight_bytes_per_token()
+    else:
+        reset, evaluate = model.reset, model.eval
+        bytes_per_token = _gguf_bytes_per_token(model.model_path)
+    tokens_per_s, gb_per_s, load = _measure(benchmark, phase, reset, evaluate, bytes_per_token)
     engine = "slmcore" if variant in SLM else "llama.cpp"
     RESULTS.append(dict(
         name=f"{size} {phase} {engine} {variant} t{threads}", key=(size, threads, phase), engine=engine,
         threads=threads, tokens_per_s=tokens_per_s, gb_per_s=gb_per_s, load=load,
     ))
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "generic"])
+@pytest.mark.parametrize("phase", ["decode", "prefill"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_int4_per_isa(benchmark, threads, phase, isa):
+    """slmcore's default int4 (G=32) on the 135M shape with each kernel table this CPU runs."""
+    model = _load("135m", "int4-g32", threads)
+    core = model._engine
+    try:
+        core.set_isa(isa)
+    except slmcore.SlmError as e:
+        pytest.skip(f"{isa}: {e}")
+    try:
+        tokens_per_s, gb_per_s, load = _measure(
+            benchmark, phase, core.reset, lambda tokens: core.forward(tokens, "last"), model._weight_bytes_per_token()
+        )
+    finally:
+        core.set_isa("auto")
+    RESULTS.append(dict(
+        name=f"135m {phase} slmcore int4-g32 {isa} t{threads}", key=("135m-isa", threads, phase), engine="slmcore",
+        threads=threads, tokens_per_s=tokens_per_s, gb_per_s=gb_per_s, load=load,
+    ))  # fmt: skip

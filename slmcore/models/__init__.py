@@ -1,9 +1,10 @@
 """Architecture families: one module per family, found by model_type (mlx-lm style registry).
 
 Each family module provides GRAPH (the C++ graph builder that runs it), MODEL_TYPES,
-engine_weights(config, checkpoint, dtype) -> {canonical name: (array, dtype)}, and for quantized
-checkpoints weight_shapes(config) -> {canonical name: shape} and checkpoint_names(canonical) ->
-the checkpoint names tried for it. A family whose graph has no attention (rwkv) also provides
+engine_weights(config, checkpoint, dtype) -> {canonical name: (array, dtype)}. The module that
+names a graph's canonical weights in quantized checkpoints (llama, rwkv) also provides
+weight_shapes(config) -> {canonical name: shape} and checkpoint_names(canonical) -> the checkpoint
+names tried for it. A family whose graph has no attention (rwkv) also provides
 engine_config(config, max_seq_len, threads) -> the C++ graph's config dict.
 
 Canonical names belong to a graph: every family of the "llama" graph hands the engine llama's

@@ -14,7 +14,6 @@ from dataclasses import replace
 import numpy as np
 
 from slmcore.config import ModelConfig
-from slmcore.errors import ConfigError
 from slmcore.loader import Checkpoint
 from slmcore.models import common, llama
 
@@ -47,15 +46,3 @@ def engine_weights(config: ModelConfig, checkpoint: Checkpoint, dtype: str = "au
             weights[f"layers.{i}.self_attn.{part}_norm"] = (np.concatenate(per_head), "float32")
     return weights
 
-
-def weight_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Canonical name -> shape (quantized checkpoints; not with qk_layernorm's per-head tensors)."""
-    if config.qk_norm:
-        raise ConfigError("quantized StableLM checkpoints with qk_layernorm are not supported yet")
-    return llama.weight_shapes(config)
-
-
-def checkpoint_names(canonical: str) -> tuple[str, ...]:
-    """Checkpoint names tried for a canonical weight. The shared-norm name comes second so that a
-    checkpoint without use_parallel_residual still finds its own post_attention_layernorm first."""
-    return llama.checkpoint_names(canonical) + llama.checkpoint_names(canonical, PARALLEL_LAYER_NAMES)
