@@ -8,11 +8,15 @@ dequantized to bfloat16), and random bfloat16 weights in SmolLM2-135M's shape ("
 TinyLlama-1.1B's ("1.1b") (benchmarks/models.py). slmcore quantizes them at load (quant="int4": symmetric, int8-row
 embedding and lm_head) with the default group size 32 and with 128; llama.cpp runs the F16 GGUF
 of the same weights quantized to Q4_0, its default mix and `pure`. Decode: 64 tokens after an
-8-token prompt; prefill: one 512-token prompt. Nothing else may run meanwhile; the load average
+8-token prompt; prefill: one 512-token prompt. test_int4_decode_interleaved alternates slmcore and
+llama.cpp decode rounds (the machine's bandwidth drifts with its neighbours' load) and reports the
+median of the per-pair ratios. Nothing else may run meanwhile; the load average
 is recorded with each result. GB/s counts every weight byte a decode step reads.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
@@ -145,4 +149,55 @@ def test_int4_per_isa(benchmark, threads, phase, isa):
     RESULTS.append(dict(
         name=f"135m {phase} slmcore int4-g32 {isa} t{threads}", key=("135m-isa", threads, phase), engine="slmcore",
         threads=threads, tokens_per_s=tokens_per_s, gb_per_s=gb_per_s, load=load,
+    ))  # fmt: skip
+
+
+PAIRS = 12
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("size", ["smollm2", "1.1b"])
+def test_int4_decode_interleaved(benchmark, size, threads):
+    """Decode, slmcore's default int4 (G=32) and llama.cpp's default Q4_0 in alternating rounds.
+
+    This machine's memory bandwidth drifts with its neighbours' load over seconds to minutes, so
+    consecutive runs of one engine and then the other can meet different machines; alternating
+    64-token rounds PAIRS times and taking the median of the per-pair ratios compares them under
+    the same conditions. The timed function is one pair (slmcore round, then llama.cpp round)."""
+    slm = _load(size, "int4-g32", threads)
+    peer = _load(size, "q4_0", threads)
+    core = slm._engine
+    ids = prompt(8 + DECODE_TOKENS)
+
+    def round_of(reset, evaluate) -> float:
+        reset()
+        evaluate(ids[:8])
+        start = time.perf_counter()
+        for t in ids[8:]:
+            evaluate([t])
+        return DECODE_TOKENS / (time.perf_counter() - start)
+
+    ours, theirs = [], []
+
+    def pair():
+        ours.append(round_of(core.reset, lambda tokens: core.forward(tokens, "last")))
+        theirs.append(round_of(peer.reset, peer.eval))
+
+    load_before = loadavg()
+    benchmark.pedantic(pair, rounds=PAIRS, iterations=1, warmup_rounds=1)
+    ours_a, theirs_a = np.array(ours[-PAIRS:]), np.array(theirs[-PAIRS:])
+    ratio = float(np.median(ours_a / theirs_a))
+    load = f"{load_before}->{loadavg()}"
+    benchmark.extra_info.update(slmcore=ours_a.tolist(), llama_cpp=theirs_a.tolist(), median_pair_ratio=ratio, load=load)
+    bytes_per_token = slm._weight_bytes_per_token()
+    for engine, values, variant in (("slmcore", ours_a, "int4-g32"), ("llama.cpp", theirs_a, "q4_0")):
+        tokens_per_s = float(np.median(values))
+        RESULTS.append(dict(
+            name=f"{size} decode {engine} {variant} t{threads} alt", key=(size, threads, "alternating"), engine=engine,
+            threads=threads, tokens_per_s=tokens_per_s,
+            gb_per_s=tokens_per_s * bytes_per_token / 1e9 if engine == "slmcore" else float("nan"), load=load,
+        ))  # fmt: skip
+    RESULTS.append(dict(
+        name=f"{size} decode t{threads} alt: pair ratio median {ratio:.2f}", key=None, engine="ratio", threads=threads,
+        tokens_per_s=ratio, gb_per_s=float("nan"), load=f"min {np.min(ours_a / theirs_a):.2f} max {np.max(ours_a / theirs_a):.2f}",
     ))  # fmt: skip
