@@ -21,6 +21,7 @@ examples:
   slmcore generate "def fibonacci(n):" --raw --max-tokens 64 --temperature 0
   slmcore chat --system "You are a concise assistant."
   slmcore convert SmolLM2-135M-Instruct.Q4_1.gguf ./smollm2 --dtype bfloat16
+  slmcore convert SmolLM2-135M-Instruct.Q4_1.gguf ./smollm2-int4 --quant int4
   slmcore bench --threads 2 --json
   slmcore perplexity --file /usr/share/common-licenses/GPL-3
 """
@@ -29,6 +30,9 @@ examples:
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", help="model directory or .gguf file (default: SmolLM2-135M-Instruct)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    p.add_argument("--quant", choices=["int4"], default=None, help="quantize the weights at load")
+    p.add_argument("--group-size", type=int, choices=[32, 64, 128], default=None,
+                   help="int4 group size (default 32)")
 
 
 def _sampling_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
@@ -67,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("out_dir", help="output directory (created)")
     v.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                    help="weight dtype of the output (default float32)")
+    v.add_argument("--quant", choices=["int4"], default=None,
+                   help="write an slmcore int4 checkpoint instead; Q4_0/Q4_1 layer matrices are kept without loss")
+    v.add_argument("--group-size", type=int, choices=[32, 64, 128], default=None,
+                   help="int4 group size (default 32, which keeps a GGUF's Q4_0/Q4_1 blocks as they are)")
 
     p = sub.add_parser("perplexity", help="perplexity of the model on a text file",
                        description="Perplexity over the text of FILE in fixed windows (each a fresh sequence, "
@@ -91,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _load(args: argparse.Namespace):
     import slmcore
 
-    return slmcore.LLM(args.model, threads=args.threads)
+    return slmcore.LLM(args.model, threads=args.threads, quant=args.quant, group_size=args.group_size)
 
 
 def _params(args: argparse.Namespace):
@@ -165,7 +173,17 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from slmcore.convert import convert_gguf
 
-    out = convert_gguf(args.gguf, args.out_dir, dtype=args.dtype, progress=True)
+    if args.quant is None:
+        if args.group_size is not None:
+            from slmcore.errors import InvalidArgumentError
+
+            raise InvalidArgumentError("--group-size applies to --quant int4 only")
+        out = convert_gguf(args.gguf, args.out_dir, dtype=args.dtype, progress=True)
+    else:
+        import slmcore
+
+        with slmcore.LLM(args.gguf, quant=args.quant, group_size=args.group_size) as llm:
+            out = llm.save_quantized(args.out_dir)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

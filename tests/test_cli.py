@@ -92,3 +92,16 @@ def test_perplexity(model_dir, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["perplexity"] > 1 and result["windows"] >= 2
     assert main(["perplexity", "--model", str(model_dir), "--file", str(tmp_path / "missing.txt")]) == 1
+
+
+def test_perplexity_of_the_int4_model(model_dir, tmp_path, capsys):
+    import slmcore
+    from slmcore.perplexity import perplexity
+
+    text = tmp_path / "text.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog. " * 20, encoding="utf-8")
+    args = ["perplexity", "--model", str(model_dir), "--file", str(text), "--window", "32", "--json"]
+    assert main(args + ["--quant", "int4", "--group-size", "64"]) == 0
+    ours = json.loads(capsys.readouterr().out)["perplexity"]
+    with slmcore.LLM(model_dir, quant="int4", group_size=64) as llm:
+        assert ours == perplexity(llm, text.read_text(encoding="utf-8"), window=32).ppl

@@ -3,6 +3,8 @@ the int4 format without loss (G=32; Q4_0 symmetric, Q4_1 asymmetric), DESIGN.md 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as Q
@@ -107,3 +109,18 @@ def test_save_and_reload_keep_the_asymmetric_blocks(gguf_file, tmp_path):
         assert again.group_size == 32
         assert not canonical_value(again._entries["layers.1.self_attn.o_proj"]).sym
         np.testing.assert_array_equal(again.logits(ids), logits)
+
+
+def test_cli_convert_to_int4_keeps_the_blocks(gguf_file, tmp_path, capsys):
+    from slmcore.cli import main
+
+    _, path, _ = gguf_file("llama", Q.Q4_1)
+    out = tmp_path / "int4"
+    assert main(["convert", str(path), str(out), "--quant", "int4"]) == 0
+    config = json.loads((out / "config.json").read_text())["quantization_config"]
+    assert config["group_size"] == 32 and config["sym"] is False
+    ids = [4, 8, 15, 16, 23, 42]
+    with slmcore.LLM(out) as saved, slmcore.LLM(path, quant="int4") as direct:
+        np.testing.assert_array_equal(saved.logits(ids), direct.logits(ids))
+    assert main(["convert", str(path), str(tmp_path / "x"), "--group-size", "64"]) == 1
+    assert "--quant int4" in capsys.readouterr().err
