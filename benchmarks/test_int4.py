@@ -201,3 +201,52 @@ def test_int4_decode_interleaved(benchmark, size, threads):
         name=f"{size} decode t{threads} alt: pair ratio median {ratio:.2f}", key=None, engine="ratio", threads=threads,
         tokens_per_s=ratio, gb_per_s=float("nan"), load=f"min {np.min(ours_a / theirs_a):.2f} max {np.max(ours_a / theirs_a):.2f}",
     ))  # fmt: skip
+
+
+LONG_CONTEXT = 1536
+
+
+@pytest.mark.parametrize("kv", ["float16", "int8"])
+@pytest.mark.parametrize("engine", ["slmcore", "llama.cpp"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_int4_decode_long_context_kv(benchmark, threads, engine, kv):
+    """Decode 64 tokens after a 1536-token prompt (135M shape, where attention over the cache is a
+    large part of a step): float16 against int8 KV cache, slmcore (kv_dtype="int8") and llama.cpp
+    (type_k = type_v = Q8_0)."""
+    ids = prompt(LONG_CONTEXT + DECODE_TOKENS)
+    if engine == "slmcore":
+        model = slmcore.LLM(hf_checkpoint("bfloat16", "135m"), quant="int4", max_seq_len=2048, kv_dtype=kv,
+                            threads=threads)
+        core = model._engine
+        reset, evaluate = core.reset, lambda tokens: core.forward(tokens, "last")
+    else:
+        llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is in the bench extra")
+        ggml_type = llama_cpp.GGML_TYPE_F16 if kv == "float16" else llama_cpp.GGML_TYPE_Q8_0
+        model = llama_cpp.Llama(
+            model_path=str(quantized_gguf(gguf_file(hf_checkpoint("bfloat16", "135m"), "F16"), pure=False)),
+            n_ctx=2048, n_batch=PREFILL_TOKENS, n_ubatch=PREFILL_TOKENS, n_threads=threads, n_threads_batch=threads,
+            flash_attn=True, type_k=ggml_type, type_v=ggml_type, verbose=False,
+        )  # fmt: skip
+        reset, evaluate = model.reset, model.eval
+
+    def setup():
+        reset()
+        evaluate(ids[:LONG_CONTEXT])
+
+    def run():
+        for t in ids[LONG_CONTEXT:]:
+            evaluate([t])
+
+    load_before = loadavg()
+    try:
+        benchmark.pedantic(run, setup=setup, rounds=3, iterations=1, warmup_rounds=1)
+    finally:
+        model.close()
+    tokens_per_s = DECODE_TOKENS / benchmark.stats.stats.median
+    load = f"{load_before}->{loadavg()}"
+    benchmark.extra_info.update(tokens_per_s=tokens_per_s, load=load)
+    variant = f"kv {kv}" if engine == "slmcore" else f"kv {'f16' if kv == 'float16' else 'q8_0'}"
+    RESULTS.append(dict(
+        name=f"135m decode@{LONG_CONTEXT} {engine} {variant} t{threads}", key=("135m-long", threads, kv), engine=engine,
+        threads=threads, tokens_per_s=tokens_per_s, gb_per_s=float("nan"), load=load,
+    ))  # fmt: skip
