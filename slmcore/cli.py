@@ -30,6 +30,7 @@ examples:
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", help="model directory or .gguf file (default: SmolLM2-135M-Instruct)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (CUDA runs int4: add --quant int4)")
     p.add_argument("--quant", choices=["int4"], default=None, help="quantize the weights at load")
     p.add_argument("--group-size", type=int, choices=[32, 64, 128], default=None,
                    help="int4 group size (default 32)")
@@ -99,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _load(args: argparse.Namespace):
     import slmcore
 
-    return slmcore.LLM(args.model, threads=args.threads, quant=args.quant, group_size=args.group_size)
+    return slmcore.LLM(args.model, device=args.device, threads=args.threads, quant=args.quant, group_size=args.group_size)
 
 
 def _params(args: argparse.Namespace):

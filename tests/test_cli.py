@@ -83,6 +83,13 @@ def test_errors_are_one_line_and_exit_1(model_dir, tmp_path, capsys):
     assert main(["bench", "--model", str(model_dir), "--prompt-tokens", "0"]) == 1
     assert main(["generate", "x", "--model", str(model_dir), "--temperature", "-1"]) == 1
     assert "temperature" in capsys.readouterr().err
+    assert main(["generate", "x", "--model", str(model_dir), "--device", "tpu"]) == 1
+    assert "device" in capsys.readouterr().err
+    from slmcore import _core
+
+    if _core.cuda.device_count() == 0:
+        assert main(["generate", "x", "--model", str(model_dir), "--device", "cuda", "--quant", "int4"]) == 1
+        assert "device='cpu'" in capsys.readouterr().err
 
 
 def test_perplexity(model_dir, tmp_path, capsys):
