@@ -115,7 +115,9 @@ class CudaLlamaEngine final : public Engine {
         embed_s_.upload(w_.embed_tokens.row_scales, embed_s_.size());
       }
     }
-    check(cudaStreamSynchronize(stream_), "CUDA engine upload");
+    // The zeroing cudaMemsets ran on the legacy default stream, which our non-blocking stream does
+    // not wait for: wait for the whole device once, before the first step.
+    check(cudaDeviceSynchronize(), "CUDA engine upload");
   }
 
   ~CudaLlamaEngine() override {
