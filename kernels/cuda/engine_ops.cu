@@ -2,6 +2,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "block_reduce.cuh"
 #include "slm/kernels/cuda.h"
 
 namespace slm::kernels::cuda {
@@ -32,8 +33,7 @@ __global__ void int8_rows_gemv_kernel(const int8_t* __restrict__ q, const __half
       acc = fmaf(float(v.w), __half2float(x[c + 3]), acc);
     }
     for (int64_t c = body + lane; c < cols; c += 32) acc = fmaf(float(row[c]), __half2float(x[c]), acc);
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xFFFFFFFFu, acc, off);
+    acc = warp_sum(acc);
     if (lane == 0) y[r] = __half2float(scales[r]) * acc;
   }
 }

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 
+#include "block_reduce.cuh"
 #include "slm/kernels/cuda.h"
 
 namespace slm::kernels::cuda {
@@ -179,10 +180,7 @@ __global__ void __launch_bounds__(kThreads) int4_gemv_kernel(
       }
     }
 #pragma unroll
-    for (int r = 0; r < kRows; ++r) {
-#pragma unroll
-      for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xFFFFFFFFu, acc[r], off);
-    }
+    for (int r = 0; r < kRows; ++r) acc[r] = warp_sum(acc[r]);
     if (lane < n_rows) {
       float v = acc[0];
 #pragma unroll
