@@ -265,14 +265,7 @@ py::tuple rope(const py::array& q, const py::array& k, const py::array& cos, con
   if (style != "neox" && style != "interleaved") invalid("rope: unknown style '" + style + "'; use 'neox' or 'interleaved'");
   const int64_t head_dim = q.shape(1);
   if (k.shape(1) != head_dim) invalid("rope: q and k need the same head_dim, got " + shape_of(q) + " and " + shape_of(k));
-  if (rotary_dim < 0 || rotary_dim % 2 != 0 || rotary_dim > head_dim) {
-    invalid("rope: rotary_dim must be even and in [0, head_dim = " + std::to_string(head_dim) + "], got " +
-            std::to_string(rotary_dim));
-  }
-  if (cos.shape(0) != rotary_dim / 2 || sin.shape(0) != rotary_dim / 2) {
-    invalid("rope: cos and sin need shape (" + std::to_string(rotary_dim / 2) + ",), got " + shape_of(cos) + " and " +
-            shape_of(sin));
-  }
+  check_rope_shapes(rotary_dim, head_dim, cos.shape(0), sin.shape(0));
 #ifdef SLM_WITH_CUDA
   const int64_t n_heads = q.shape(0), n_kv_heads = k.shape(0);
   py::array_t<float> q_out, k_out;

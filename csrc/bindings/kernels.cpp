@@ -248,14 +248,7 @@ py::array rope(const std::string& isa, const py::object& x_obj, const py::object
   const F32Array c = f32(cos_obj, 1, "rope cos [rotary_dim/2]");
   const F32Array s = f32(sin_obj, 1, "rope sin [rotary_dim/2]");
   const int64_t n_heads = x.shape(0), head_dim = x.shape(1);
-  if (rotary_dim < 0 || rotary_dim % 2 != 0 || rotary_dim > head_dim) {
-    invalid("rope: rotary_dim must be even and in [0, head_dim = " + std::to_string(head_dim) + "], got " +
-            std::to_string(rotary_dim));
-  }
-  if (c.shape(0) != rotary_dim / 2 || s.shape(0) != rotary_dim / 2) {
-    invalid("rope: cos and sin need shape (" + std::to_string(rotary_dim / 2) + ",), got " + shape_str(c) + " and " +
-            shape_str(s));
-  }
+  check_rope_shapes(rotary_dim, head_dim, c.shape(0), s.shape(0));
   F32Array out({n_heads, head_dim});
   if (out.size() > 0) std::memcpy(out.mutable_data(), x.data(), static_cast<size_t>(out.size()) * sizeof(float));
   float* op = out.mutable_data();
