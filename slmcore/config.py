@@ -508,6 +508,24 @@ def _special_ids(f: _Fields, bos_default: int | None, eos_default: int | None) -
     return bos, tuple(f.integer("eos_token_id", e, minimum=0) for e in eos_list)
 
 
+def _biased_layernorm_gelu_fields(f: _Fields, num_layers: int) -> dict:
+    """The ModelConfig fields GPT-2 and BLOOM share: LayerNorm (eps from layer_norm_epsilon), biases
+    everywhere, a plain GELU-tanh MLP, no rotary embedding and no sliding window."""
+    return dict(
+        rms_norm_eps=f.number("layer_norm_epsilon", f.get("layer_norm_epsilon", 1e-5)),
+        qkv_bias=True,
+        o_proj_bias=True,
+        mlp_bias=True,
+        rope=RopeConfig(theta=10000.0, rope_type="default"),  # unused: rotary_dim is 0
+        layer_windows=(0,) * num_layers,
+        torch_dtype=_torch_dtype(f),
+        raw=f.d,
+        activation="gelu_tanh",
+        rotary_dim=0,
+        norm="layer",
+        mlp="plain",
+    )
+
 def _parse_gpt2(f: _Fields, architecture: str) -> ModelConfig:
     """GPT-2 / DistilGPT2 (GPT2Config names: n_embd, n_layer, n_head, n_inner, n_positions):
     learned positions, LayerNorm, a plain gelu MLP, biases everywhere, tied embeddings, no rope."""
@@ -538,24 +556,13 @@ def _parse_gpt2(f: _Fields, architecture: str) -> ModelConfig:
         num_attention_heads=num_heads,
         num_key_value_heads=num_heads,
         head_dim=hidden_size // num_heads,
-        rms_norm_eps=f.number("layer_norm_epsilon", f.get("layer_norm_epsilon", 1e-5)),
         max_position_embeddings=f.integer("n_positions", f.get("n_positions", 1024)),
         tie_word_embeddings=True,  # GPT2LMHeadModel always ties lm_head to wte
-        qkv_bias=True,
-        o_proj_bias=True,
-        mlp_bias=True,
         hidden_act=activation,
-        rope=RopeConfig(theta=10000.0, rope_type="default"),  # unused: rotary_dim is 0
-        layer_windows=(0,) * num_layers,
-        torch_dtype=_torch_dtype(f),
         bos_token_id=bos_token_id,
         eos_token_ids=eos_token_ids,
-        raw=f.d,
-        activation="gelu_tanh",
-        rotary_dim=0,
-        norm="layer",
-        mlp="plain",
         learned_positions=True,
+        **_biased_layernorm_gelu_fields(f, num_layers),
     )
 
 
@@ -709,25 +716,14 @@ def _parse_bloom(f: _Fields, architecture: str) -> ModelConfig:
         num_attention_heads=num_heads,
         num_key_value_heads=num_heads,
         head_dim=hidden_size // num_heads,
-        rms_norm_eps=f.number("layer_norm_epsilon", f.get("layer_norm_epsilon", 1e-5)),
         max_position_embeddings=max_pos,
         tie_word_embeddings=f.boolean("tie_word_embeddings", f.get("tie_word_embeddings", True)),
-        qkv_bias=True,
-        o_proj_bias=True,
-        mlp_bias=True,
         hidden_act="bloom_gelu",
-        rope=RopeConfig(theta=10000.0, rope_type="default"),  # unused: rotary_dim is 0
-        layer_windows=(0,) * num_layers,
-        torch_dtype=_torch_dtype(f),
         bos_token_id=bos_token_id,
         eos_token_ids=eos_token_ids,
-        raw=f.d,
-        activation="gelu_tanh",
-        rotary_dim=0,
-        norm="layer",
-        mlp="plain",
         embed_norm=True,
         alibi_slopes=alibi_slopes(num_heads),
+        **_biased_layernorm_gelu_fields(f, num_layers),
     )
 
 
