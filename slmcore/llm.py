@@ -301,7 +301,7 @@ class LLM:
         self.max_seq_len = max_seq_len
 
         self._checkpoint = Checkpoint.open(path)
-        weights = self._load_weights(family, dtype, quant, group_size)
+        weights = self._load_weights(family, dtype, quant, group_size, threads)
         matrix_dtypes = {
             _entry_dtype(entry) for name, entry in weights.items()
             if not name.endswith(("norm", "bias")) and (isinstance(entry[0], str) or entry[0].ndim == 2)
@@ -330,7 +330,7 @@ class LLM:
         if self._engine.kv_cache_bytes:
             logger.info("KV cache: %s, %.1f MiB for %d positions", kv_dtype, self._engine.kv_cache_bytes / 2**20, max_seq_len)
 
-    def _load_weights(self, family: Any, dtype: str, quant: Any, group_size: Any) -> dict:
+    def _load_weights(self, family: Any, dtype: str, quant: Any, group_size: Any, threads: int) -> dict:
         """The engine's weights: as stored (or in dtype), quantized at load, or from a quantized checkpoint."""
         from slmcore import quant as q
 
@@ -372,7 +372,7 @@ class LLM:
             self.quant, self.group_size = "int4", group_size or DEFAULT_GROUP_SIZE
         weights = q.quantize_engine_weights(
             source, self.group_size, sym=sym, search=INT4_SEARCH, embedding=INT4_EMBEDDING, progress=True,
-            prequantized=prequantized,
+            prequantized=prequantized, threads=threads,
         )
         if dtype != "auto":  # what stays unquantized (learned positions)
             for name, entry in weights.items():

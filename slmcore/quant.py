@@ -29,6 +29,10 @@ The scale search (search=True) tries other scales per group besides the round-to
 [min, max] range shrunk from either end) plus a least-squares refit of s (and m) to the codes the
 best candidate chose, and keeps the candidate whose dequantized group has the least squared
 error. Round-to-nearest is the first candidate and wins ties, so the search never does worse.
+Symmetric quantization runs in C++ (kernels/cpu/int4_quantize.inc), defined bit for bit by
+slmcore/reference/quant.py's quantize_int4_sym: its squared errors and the refit's dot products are
+float64 sums in a fixed order, and the refit divides their float32 roundings. Asymmetric
+quantization runs in numpy here.
 
 Checkpoint layout: tensor `X.weight` of the unquantized checkpoint becomes `X.qweight` (uint8),
 `X.scales` and, asymmetric, `X.mins` (float16); an int8-row matrix becomes `X.qweight` (int8)
@@ -72,6 +76,8 @@ REFIT_ROUNDS = 2
 
 # Elements of W quantized per step: bounds the temporaries (a few float32 arrays of this size).
 _BLOCK_ELEMENTS = 1 << 17
+# The same for the C++ quantizer, which needs only the float32 block (and splits it over threads).
+_NATIVE_BLOCK_ELEMENTS = 1 << 20
 
 _F16_MAX = float(np.finfo(np.float16).max)
 
@@ -183,6 +189,17 @@ def _finite_block(w: np.ndarray, start: int, stop: int, name: str, dtype: str | 
     return block
 
 
+def _threads(threads: int | None) -> int:
+    if threads is None:
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            return os.cpu_count() or 1
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise InvalidArgumentError(f"threads must be a positive integer, got {threads!r}")
+    return int(threads)
+
+
 def _rows_per_block(width: int) -> int:
     return max(1, _BLOCK_ELEMENTS // width)
 
@@ -198,10 +215,13 @@ def quantize_int4(
     *,
     name: str = "weight",
     dtype: str | None = None,
+    threads: int | None = None,
 ) -> Int4Tensor:
     """Quantize a float weight [out, in] to slmcore's int4 format, block of rows by block of rows.
 
     dtype names how w is stored when its numpy type does not say it ("bfloat16": uint16 bits).
+    Symmetric quantization runs in C++ (kernels/cpu/int4_quantize.inc) on `threads` threads
+    (default: every core this process may use); asymmetric in numpy.
     """
     w = _as_matrix(w, name, dtype)
     if isinstance(group_size, bool) or group_size not in GROUP_SIZES:
@@ -217,6 +237,25 @@ def quantize_int4(
     # Which elements of a row are real (not padding), as [n_groups, G]; None when there is no padding.
     valid = None if in_padded == in_features else (np.arange(in_padded) < in_features).reshape(n_groups, group_size)
 
+    if sym:
+        from slmcore import _core
+
+        threads = _threads(threads)
+        step = max(1, _NATIVE_BLOCK_ELEMENTS // in_padded)
+        for start in range(0, out_features, step):
+            block = np.ascontiguousarray(_finite_block(w, start, start + step, name, dtype))
+            q, s, overflow = _core.kernels.int4_quantize_sym(
+                "auto", block, group_size, search, list(SYM_SEARCH_FACTORS) if search else [], REFIT_ROUNDS, threads
+            )
+            if overflow >= 0:
+                largest = float(np.abs(block[overflow]).max())
+                raise InvalidArgumentError(
+                    f"{name}: values up to {largest:g} exceed what a float16 scale can represent "
+                    f"(|w| <= {_F16_MAX * 7:g}); rescale the weight before quantizing"
+                )
+            qweight[start : start + len(block)] = q
+            scales[start : start + len(block)] = s
+        return Int4Tensor(qweight, scales, mins, group_size, in_features, sym)
     step = _rows_per_block(in_padded)
     for start in range(0, out_features, step):
         block = _finite_block(w, start, start + step, name, dtype)
@@ -224,58 +263,11 @@ def quantize_int4(
         x = np.zeros((rows, in_padded), dtype=np.float32)
         x[:, :in_features] = block
         x = x.reshape(rows, n_groups, group_size)
-        if sym:
-            codes, s = _quantize_sym(x, search, name)
-        else:
-            codes, s, m = _quantize_asym(x, valid, search, name)
-            mins[start : start + rows] = m
+        codes, s, m = _quantize_asym(x, valid, search, name)
+        mins[start : start + rows] = m
         scales[start : start + rows] = s
         qweight[start : start + rows] = pack_nibbles(codes.reshape(rows, in_padded))
     return Int4Tensor(qweight, scales, mins, group_size, in_features, sym)
-
-
-def _sym_codes(x: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(q as float32 in [-8, 7], squared error per group) of groups x [..., G] with float16 scales s [...]."""
-    s32 = s.astype(np.float32)[..., None]
-    zero = s32 == 0
-    q = np.rint(x / np.where(zero, np.float32(1), s32))
-    np.clip(q, -8, 7, out=q)
-    q[np.broadcast_to(zero, q.shape)] = 0
-    error = x - q * s32
-    return q, np.einsum("...g,...g->...", error, error)
-
-
-def _quantize_sym(x: np.ndarray, search: bool, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Nibbles [rows, n_groups, G] and float16 scales [rows, n_groups]; padding zeros leave absmax as is."""
-    base = np.abs(x).max(axis=-1) / np.float32(7)
-    with np.errstate(over="ignore"):
-        s = base.astype(np.float16)
-    if np.isinf(s).any():
-        raise InvalidArgumentError(
-            f"{name}: values up to {float(base.max()) * 7:g} exceed what a float16 scale can represent "
-            f"(|w| <= {_F16_MAX * 7:g}); rescale the weight before quantizing"
-        )
-    q, error = _sym_codes(x, s)
-    if search:
-        # The element of largest magnitude, sign included: s = extreme / -8 puts it on code -8, which
-        # absmax / 7 leaves unused, for a grid 8/7 finer (GGUF Q4_0's scale; s < 0 when extreme > 0).
-        extreme = np.take_along_axis(x, np.abs(x).argmax(axis=-1)[..., None], axis=-1)[..., 0]
-        signed_base = extreme / np.float32(-8)
-        candidates = [(base * np.float32(f)).astype(np.float16) for f in SYM_SEARCH_FACTORS]
-        candidates += [(signed_base * np.float32(f)).astype(np.float16) for f in (1.0, *SYM_SEARCH_FACTORS)]
-        for candidate in candidates:
-            q, s, error = _keep_better((q, s, error), _sym_try(x, candidate))
-        for _ in range(REFIT_ROUNDS):
-            q, s, error = _keep_better((q, s, error), _sym_try(x, _sym_refit(x, q, s)))
-    return (q + 8).astype(np.uint8), s
-
-
-def _sym_refit(x: np.ndarray, q: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """The least-squares scale for fixed codes, s = <x, q> / <q, q>, in float16 (s where undefined)."""
-    qq = np.einsum("...g,...g->...", q, q)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        refit = np.where(qq > 0, np.einsum("...g,...g->...", x, q) / qq, s).astype(np.float16)
-    return np.where(np.isfinite(refit), refit, s)
 
 
 def _asym_refit(
@@ -294,11 +286,6 @@ def _asym_refit(
         rm = np.where(var > 0, x_mean - slope * q_mean, m).astype(np.float16)
     ok = np.isfinite(rs) & np.isfinite(rm) & (rs >= 0)
     return np.where(ok, rs, s), np.where(ok, rm, m)
-
-
-def _sym_try(x: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    q, error = _sym_codes(x, s)
-    return q, s, error
 
 
 def _asym_try(x: np.ndarray, valid: np.ndarray | None, s: np.ndarray, m: np.ndarray) -> tuple:
@@ -772,6 +759,7 @@ def quantize_engine_weights(
     progress: bool = False,
     embedding: str = "int8",
     prequantized: Mapping[str, Int4Tensor] | None = None,
+    threads: int | None = None,
 ) -> EngineWeights:
     """A family's canonical weights (name -> (array, dtype)) -> engine entries with every layer
     matrix in int4 and the embedding / lm_head as int8 rows (embedding="int8") or in 16 bits
@@ -781,7 +769,7 @@ def quantize_engine_weights(
 
     prequantized: canonical name -> the same matrix already in int4 (a GGUF's Q4_0/Q4_1 blocks),
     used as it is instead of quantizing the float source; its group size and symmetry must be
-    group_size and sym."""
+    group_size and sym. threads: for quantize_int4 (default: every core this process may use)."""
     if isinstance(group_size, bool) or group_size not in GROUP_SIZES:
         raise InvalidArgumentError(f"group_size={group_size!r} is not supported; choose one of {GROUP_SIZES}")
     if embedding not in EMBEDDING_FORMATS:
@@ -817,7 +805,9 @@ def quantize_engine_weights(
         elif name in INT8_MATRICES:
             entry = _sixteen_bit(array, dtype, name)
         else:
-            entry = engine_entry(quantize_int4(array, group_size, sym=sym, search=search, name=name, dtype=dtype))
+            entry = engine_entry(
+                quantize_int4(array, group_size, sym=sym, search=search, name=name, dtype=dtype, threads=threads)
+            )
         out[name] = entry
     return out
 

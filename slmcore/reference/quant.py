@@ -102,6 +102,75 @@ def quantize_int4(w: np.ndarray, group_size: int, sym: bool = True):
     return pack_nibbles(nib.reshape(out, -1)), s, mins
 
 
+def tree_sum(values: np.ndarray) -> np.ndarray:
+    """float64 sums over the last axis (a multiple of 8) in the fixed order the C++ quantizer uses:
+    8 partial sums p[j] = v[j] + v[j + 8] + ... left to right, then ((p0+p4) + (p2+p6)) + ((p1+p5) + (p3+p7))."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v.reshape(*v.shape[:-1], v.shape[-1] // 8, 8)
+    p = v[..., 0, :].copy()
+    for k in range(1, v.shape[-2]):
+        p += v[..., k, :]
+    t = p[..., :4] + p[..., 4:]
+    u = t[..., :2] + t[..., 2:]
+    return u[..., 0] + u[..., 1]
+
+
+def _sym_trial(g: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes (float32 in [-8, 7]) and float64 squared errors of groups g [..., G] at float16 scales s [...]."""
+    s32 = s.astype(np.float32)[..., None]
+    zero = s32 == 0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        q = np.clip(np.rint(g / np.where(zero, np.float32(1), s32)), -8, 7).astype(np.float32)
+    q = np.where(zero, np.float32(0), q)
+    e = (g - q * s32).astype(np.float64)
+    return q, tree_sum(e * e)
+
+
+def quantize_int4_sym(w: np.ndarray, group_size: int, search: bool = True, factors=(), refit_rounds: int = 2):
+    """Symmetric int4 with the scale search, the definition kernels/cpu/int4_quantize.cpp computes.
+
+    Per group: s = fp16(absmax / 7); with search, candidates fp16(absmax / 7 * f) for each factor f,
+    fp16(extreme / -8) (extreme: the first element of largest magnitude), fp16(extreme / -8 * f),
+    then refit_rounds least-squares refits fp16(float32(<x, q>) / float32(<q, q>)) of the best so
+    far (kept when finite and <q, q> > 0). A candidate replaces the best where its error is strictly
+    smaller. Float32 arithmetic except the sums (tree_sum of float64 squares and products).
+    Returns (qweight, scales); scales whose absmax / 7 overflows float16 come back as inf.
+    """
+    w = np.asarray(w, dtype=np.float32)
+    out, in_features = w.shape
+    ng = n_groups(in_features, group_size)
+    wp = np.zeros((out, ng * group_size), np.float32)
+    wp[:, :in_features] = w
+    g = wp.reshape(out, ng, group_size)
+    base = np.abs(g).max(axis=-1) / np.float32(7)
+    with np.errstate(over="ignore"):
+        s = base.astype(np.float16)
+    q, err = _sym_trial(g, s)
+
+    def keep(candidate_s):
+        nonlocal q, s, err
+        cq, cerr = _sym_trial(g, candidate_s)
+        better = cerr < err
+        q, s, err = np.where(better[..., None], cq, q), np.where(better, candidate_s, s), np.where(better, cerr, err)
+
+    if search:
+        extreme = np.take_along_axis(g, np.abs(g).argmax(axis=-1)[..., None], axis=-1)[..., 0]
+        signed = extreme / np.float32(-8)
+        for f in factors:
+            keep((base * np.float32(f)).astype(np.float16))
+        keep(signed.astype(np.float16))
+        for f in factors:
+            keep((signed * np.float32(f)).astype(np.float16))
+        for _ in range(refit_rounds):
+            xq = tree_sum(g.astype(np.float64) * q)
+            qq = tree_sum(q.astype(np.float64) * q)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                r = (xq.astype(np.float32) / np.where(qq > 0, qq, 1).astype(np.float32)).astype(np.float16)
+            keep(np.where((qq > 0) & np.isfinite(r), r, s))
+    nib = (q + 8).astype(np.uint8).reshape(out, -1)
+    return pack_nibbles(nib), s
+
+
 # ----------------------------------------------------------------------------------------------
 # activations
 

@@ -1,5 +1,6 @@
-// Scalar helpers shared by the generic kernels. Included only by kernels/cpu/generic/*.cpp, which
-// are compiled without ISA flags, so the inline code here can never be an AVX copy.
+// Scalar helpers shared by the generic kernels. Included only by kernels/cpu/generic/*.cpp and
+// kernels/cpu/*.cpp, which are compiled without ISA flags, so the inline code here can never be an
+// AVX copy.
 #pragma once
 #include <cstdint>
 #include <cstring>

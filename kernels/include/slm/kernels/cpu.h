@@ -31,6 +31,7 @@ struct CpuKernels {
   Int4MatmulFn int4_matmul;
   Int8MatmulFn int8_matmul;
   QuantizeKvFn quantize_kv;  // one scalar implementation shared by every ISA (attention.h)
+  Int4QuantizeSymFn int4_quantize_sym;  // load time: weights -> canonical int4 (quant.h)
 };
 
 namespace generic { const CpuKernels& cpu_kernels(); }
