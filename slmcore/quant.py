@@ -76,8 +76,6 @@ REFIT_ROUNDS = 2
 
 # Elements of W quantized per step: bounds the temporaries (a few float32 arrays of this size).
 _BLOCK_ELEMENTS = 1 << 17
-# The same for the C++ quantizer, which needs only the float32 block (and splits it over threads).
-_NATIVE_BLOCK_ELEMENTS = 1 << 20
 
 _F16_MAX = float(np.finfo(np.float16).max)
 
@@ -217,11 +215,12 @@ def quantize_int4(
     dtype: str | None = None,
     threads: int | None = None,
 ) -> Int4Tensor:
-    """Quantize a float weight [out, in] to slmcore's int4 format, block of rows by block of rows.
+    """Quantize a float weight [out, in] to slmcore's int4 format.
 
     dtype names how w is stored when its numpy type does not say it ("bfloat16": uint16 bits).
     Symmetric quantization runs in C++ (kernels/cpu/int4_quantize.inc) on `threads` threads
-    (default: every core this process may use); asymmetric in numpy.
+    (default: every core this process may use), reading w as stored; asymmetric runs in numpy,
+    block of rows by block of rows.
     """
     w = _as_matrix(w, name, dtype)
     if isinstance(group_size, bool) or group_size not in GROUP_SIZES:
@@ -229,33 +228,32 @@ def quantize_int4(
     if not isinstance(sym, bool) or not isinstance(search, bool):
         raise InvalidArgumentError("sym and search must be True or False")
     out_features, in_features = w.shape
+    if sym:
+        from slmcore import _core
+
+        if dtype == "bfloat16" or w.dtype in (np.float32, np.float16):
+            source = np.ascontiguousarray(w)
+        else:
+            source = np.ascontiguousarray(w, dtype=np.float32)
+        qweight, scales, row, _ = _core.kernels.int4_quantize_sym(
+            "auto", source, group_size, search, list(SYM_SEARCH_FACTORS) if search else [], REFIT_ROUNDS,
+            _threads(threads), "bfloat16" if dtype == "bfloat16" else None,
+        )  # fmt: skip
+        if row >= 0:
+            values = _finite_block(w, row, row + 1, name, dtype)  # raises for the row's NaN / Inf, if any
+            raise InvalidArgumentError(
+                f"{name}: values up to {float(np.abs(values).max()):g} exceed what a float16 scale can represent "
+                f"(|w| <= {_F16_MAX * 7:g}); rescale the weight before quantizing"
+            )
+        return Int4Tensor(qweight, scales, None, group_size, in_features, sym)
     q_shape, s_shape = _int4_shapes(out_features, in_features, group_size)
     n_groups, in_padded = s_shape[1], q_shape[1] * 2
     qweight = np.empty(q_shape, dtype=np.uint8)
     scales = np.empty(s_shape, dtype=np.float16)
-    mins = None if sym else np.empty(s_shape, dtype=np.float16)
+    mins = np.empty(s_shape, dtype=np.float16)
     # Which elements of a row are real (not padding), as [n_groups, G]; None when there is no padding.
     valid = None if in_padded == in_features else (np.arange(in_padded) < in_features).reshape(n_groups, group_size)
 
-    if sym:
-        from slmcore import _core
-
-        threads = _threads(threads)
-        step = max(1, _NATIVE_BLOCK_ELEMENTS // in_padded)
-        for start in range(0, out_features, step):
-            block = np.ascontiguousarray(_finite_block(w, start, start + step, name, dtype))
-            q, s, overflow = _core.kernels.int4_quantize_sym(
-                "auto", block, group_size, search, list(SYM_SEARCH_FACTORS) if search else [], REFIT_ROUNDS, threads
-            )
-            if overflow >= 0:
-                largest = float(np.abs(block[overflow]).max())
-                raise InvalidArgumentError(
-                    f"{name}: values up to {largest:g} exceed what a float16 scale can represent "
-                    f"(|w| <= {_F16_MAX * 7:g}); rescale the weight before quantizing"
-                )
-            qweight[start : start + len(block)] = q
-            scales[start : start + len(block)] = s
-        return Int4Tensor(qweight, scales, mins, group_size, in_features, sym)
     step = _rows_per_block(in_padded)
     for start in range(0, out_features, step):
         block = _finite_block(w, start, start + step, name, dtype)

@@ -56,9 +56,9 @@ def reference(w, group_size, search, factors=()):
 @pytest.mark.parametrize("search", [False, True])
 def test_int4_quantize_sym_bit_exact(isa, group_size, in_features, search):
     w = awkward_weights(rng_for(group_size, in_features), 23, in_features, group_size)
-    q, s, overflow = K.int4_quantize_sym(isa, w, group_size, search, [], 2, 1)
+    q, s, stop_row, stop_col = K.int4_quantize_sym(isa, w, group_size, search, [], 2, 1)
     want_q, want_s = reference(w, group_size, search)
-    assert overflow == -1
+    assert (stop_row, stop_col) == (-1, -1)
     assert q.dtype == np.uint8 and s.dtype == np.float16
     assert np.array_equal(q, want_q)
     assert np.array_equal(s.view(np.uint16), want_s)
@@ -68,7 +68,7 @@ def test_int4_quantize_sym_bit_exact(isa, group_size, in_features, search):
 def test_int4_quantize_sym_factors_and_refits(isa):
     w = awkward_weights(rng_for("factors"), 17, 200, 32)
     for factors, rounds in [((0.97, 0.94, 0.91), 2), ((0.9,), 0), ((), 5)]:
-        q, s, _ = K.int4_quantize_sym(isa, w, 32, True, list(factors), rounds, 2)
+        q, s, _, _ = K.int4_quantize_sym(isa, w, 32, True, list(factors), rounds, 2)
         want_q, want_s = Q.quantize_int4_sym(w, 32, True, factors, rounds)
         assert np.array_equal(q, want_q) and np.array_equal(s, want_s), (factors, rounds)
 
@@ -76,7 +76,7 @@ def test_int4_quantize_sym_factors_and_refits(isa):
 def test_int4_quantize_sym_threads_and_isas_agree():
     w = awkward_weights(rng_for("threads"), 41, 300, 64)
     results = [K.int4_quantize_sym(isa, w, 64, True, [], 2, threads) for isa in ISAS for threads in (1, 2, 5, 64)]
-    for q, s, _ in results[1:]:
+    for q, s, _, _ in results[1:]:
         assert np.array_equal(q, results[0][0]) and np.array_equal(s, results[0][1])
 
 
@@ -105,16 +105,48 @@ def test_reference_search_never_worse_than_round_to_nearest():
 def test_int4_quantize_sym_overflow_row(isa):
     w = np.ones((6, 64), np.float32)
     w[4, 10] = 65504 * 7 * 1.01  # absmax / 7 rounds to float16 infinity
-    _, _, overflow = K.int4_quantize_sym(isa, w, 32, True, [], 2, 3)
-    assert overflow == 4
+    _, _, stop_row, stop_col = K.int4_quantize_sym(isa, w, 32, True, [], 2, 3)
+    assert (stop_row, stop_col) == (4, -1)
     with pytest.raises(slmcore.InvalidArgumentError, match="exceed what a float16 scale"):
         production.quantize_int4(w, 32)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_int4_quantize_sym_reads_16_bit_rows(isa):
+    """float16 and bfloat16 rows are quantized as their exact float32 values."""
+    w = awkward_weights(rng_for("16-bit"), 9, 100, 32)
+    w[5] /= 8  # keep the near-limit row inside float16's range
+    half = w.astype(np.float16)
+    bf16 = (w.view(np.uint32) >> 16).astype(np.uint16)
+    for stored, dtype, widened in [
+        (half, None, half.astype(np.float32)),
+        (bf16, "bfloat16", (bf16.astype(np.uint32) << 16).view(np.float32)),
+    ]:
+        q, s, stop_row, _ = K.int4_quantize_sym(isa, stored, 32, True, [], 2, 2, dtype)
+        want_q, want_s = reference(widened, 32, True)
+        assert stop_row == -1
+        assert np.array_equal(q, want_q) and np.array_equal(s.view(np.uint16), want_s), dtype
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_int4_quantize_sym_stops_at_nonfinite(isa, bad):
+    w = np.ones((7, 70), np.float32)
+    w[5, 66] = bad
+    w[6, 3] = bad
+    _, _, stop_row, stop_col = K.int4_quantize_sym(isa, w, 32, True, [], 2, 2)
+    assert (stop_row, stop_col) == (5, 66)
+    bf16 = (w.view(np.uint32) >> 16).astype(np.uint16)
+    assert K.int4_quantize_sym(isa, bf16, 32, True, [], 2, 1, "bfloat16")[2:] == (5, 66)
+    with pytest.raises(slmcore.InvalidArgumentError, match=r"element \[5, 66\]"):
+        production.quantize_int4(bf16, 32, dtype="bfloat16")
 
 
 def test_int4_quantize_sym_argument_checks():
     w = np.ones((4, 64), np.float32)
     bad = [
-        (w.astype(np.float64), 32),  # not float32
+        (w.astype(np.float64), 32),  # not float32 / float16
+        (w.view(np.uint32), 32),  # integers without dtype="bfloat16"
         (w[:, ::2], 32),  # not contiguous
         (np.ones(64, np.float32), 32),  # not 2-D
         (np.ones((0, 64), np.float32), 32),  # empty
@@ -126,6 +158,8 @@ def test_int4_quantize_sym_argument_checks():
     for rounds, threads in [(-1, 1), (2, 0)]:
         with pytest.raises(slmcore.InvalidArgumentError):
             K.int4_quantize_sym("auto", w, 32, True, [], rounds, threads)
+    with pytest.raises(slmcore.InvalidArgumentError):
+        K.int4_quantize_sym("auto", w, 32, True, [], 2, 1, "bfloat16")  # float32 named bfloat16
     with pytest.raises(slmcore.InvalidArgumentError, match="threads"):
         production.quantize_int4(w, 32, threads=0)
 
@@ -134,6 +168,7 @@ def test_production_quantizer_is_the_definition():
     """slmcore.quant.quantize_int4 (symmetric) = the reference definition, whatever its row blocks."""
     w = awkward_weights(rng_for("production"), 70, 130, 32)
     for search in (False, True):
-        t = production.quantize_int4(w, 32, sym=True, search=search, threads=2)
         want_q, want_s = Q.quantize_int4_sym(w, 32, search, production.SYM_SEARCH_FACTORS, production.REFIT_ROUNDS)
-        assert np.array_equal(t.qweight, want_q) and np.array_equal(t.scales, want_s)
+        for stored in (w, w.astype(np.float64), np.asfortranarray(w)):
+            t = production.quantize_int4(stored, 32, sym=True, search=search, threads=2)
+            assert np.array_equal(t.qweight, want_q) and np.array_equal(t.scales, want_s)

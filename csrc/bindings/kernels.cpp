@@ -588,22 +588,35 @@ py::tuple int4_unpack(const py::array& packed, int64_t n_out, int64_t in_feature
   return py::make_tuple(qweight, scales.view("float16"), m);
 }
 
-// Symmetric int4 quantization (the table's int4_quantize_sym) of float32 rows, split over `threads`
-// threads by rows. Returns (qweight uint8 [rows, in_padded/2], scales float16 [rows, n_groups],
-// overflow_row): overflow_row is -1, or the first row whose scale does not fit in float16.
-py::tuple int4_quantize_sym(const std::string& isa, const py::array& w, int64_t group_size, bool search, const std::vector<float>& factors,
-                            int refit_rounds, int threads) {
+// Symmetric int4 quantization (the table's int4_quantize_sym) of rows stored as float32, float16
+// or bfloat16 (uint16 bits with dtype="bfloat16"), split over `threads` threads by rows. Returns
+// (qweight uint8 [rows, in_padded/2], scales float16 [rows, n_groups], stop_row, stop_col): see
+// Int4QuantizeStop (stop_row -1: done).
+py::tuple int4_quantize_sym(const std::string& isa, const py::array& w, int64_t group_size, bool search,
+                            const std::vector<float>& factors, int refit_rounds, int threads,
+                            const std::optional<std::string>& dtype) {
   const auto& k = table(isa);
   check_group_size(group_size, "int4_quantize_sym");
-  if (!is_dtype(w, 'f', 4) || w.ndim() != 2 || !(w.flags() & py::array::c_style) || w.shape(0) < 1 || w.shape(1) < 1) {
-    invalid("int4_quantize_sym: w must be a non-empty C-contiguous float32 array [rows, in_features]");
+  kernels::DType w_dtype;
+  if (dtype && *dtype == "bfloat16" && is_dtype(w, 'u', 2)) {
+    w_dtype = kernels::DType::BF16;
+  } else if (!dtype && is_dtype(w, 'f', 4)) {
+    w_dtype = kernels::DType::F32;
+  } else if (!dtype && is_dtype(w, 'f', 2)) {
+    w_dtype = kernels::DType::F16;
+  } else {
+    invalid("int4_quantize_sym: w must be float32 or float16, or uint16 bits with dtype='bfloat16'");
+  }
+  if (w.ndim() != 2 || !(w.flags() & py::array::c_style) || w.shape(0) < 1 || w.shape(1) < 1) {
+    invalid("int4_quantize_sym: w must be a non-empty C-contiguous array [rows, in_features]");
   }
   if (refit_rounds < 0 || threads < 1) invalid("int4_quantize_sym: refit_rounds must be >= 0 and threads >= 1");
   const int64_t rows = w.shape(0), in = w.shape(1), ng = (in + group_size - 1) / group_size;
   U8Array qweight({rows, ng * group_size / 2});
   py::array_t<uint16_t> scales({rows, ng});
   kernels::Int4QuantizeArgs a{};
-  a.w = static_cast<const float*>(w.data());
+  a.w = w.data();
+  a.w_dtype = w_dtype;
   a.w_stride = in;
   a.in_features = in;
   a.group_size = group_size;
@@ -616,28 +629,30 @@ py::tuple int4_quantize_sym(const std::string& isa, const py::array& w, int64_t 
   a.scales = scales.mutable_data();
   a.scales_stride = ng;
   const int n = static_cast<int>(std::min<int64_t>(threads, rows));
-  std::vector<int64_t> overflow(static_cast<size_t>(n), -1);
+  std::vector<kernels::Int4QuantizeStop> stops(static_cast<size_t>(n));
+  std::vector<std::vector<float>> buffers(static_cast<size_t>(n), std::vector<float>(static_cast<size_t>(in)));
   {
     py::gil_scoped_release release;
     auto part = [&](int i) {
       kernels::Int4QuantizeArgs mine = a;
       mine.row_begin = rows * i / n;
       mine.row_end = rows * (i + 1) / n;
-      overflow[static_cast<size_t>(i)] = k.int4_quantize_sym(mine);
+      mine.row_buffer = buffers[static_cast<size_t>(i)].data();
+      stops[static_cast<size_t>(i)] = k.int4_quantize_sym(mine);
     };
     std::vector<std::thread> helpers;
     for (int i = 1; i < n; ++i) helpers.emplace_back(part, i);
     part(0);
     for (auto& t : helpers) t.join();
   }
-  int64_t first_bad = -1;
-  for (int64_t r : overflow) {
-    if (r >= 0) {
-      first_bad = r;
+  kernels::Int4QuantizeStop first{-1, -1};
+  for (const auto& stop : stops) {  // threads own increasing row ranges: the first stop is the first row
+    if (stop.row >= 0) {
+      first = stop;
       break;
     }
   }
-  return py::make_tuple(qweight, scales.view("float16"), first_bad);
+  return py::make_tuple(qweight, scales.view("float16"), first.row, first.col);
 }
 
 py::array int4_matmul(const std::string& isa, const py::object& x_obj, const py::array& packed, int64_t n_out,
@@ -888,7 +903,8 @@ void bind_kernels(py::module_& m) {
          py::arg("sym"), "Packed -> canonical int4: (qweight uint8 [n_out, in_padded/2], scales float16, mins float16 or None).");
   km.def("int4_quantize_sym", &int4_quantize_sym, py::arg("isa"), py::arg("w"), py::arg("group_size"), py::arg("search") = true,
          py::arg("factors") = std::vector<float>{}, py::arg("refit_rounds") = 2, py::arg("threads") = 1,
-         "float32 [rows, in] -> symmetric int4 (qweight uint8, scales float16, overflow_row) with the scale search.");
+         py::arg("dtype") = py::none(),
+         "Rows [rows, in] -> symmetric int4 (qweight uint8, scales float16, stop_row, stop_col) with the scale search.");
   km.def("int4_matmul", &int4_matmul, py::arg("isa"), py::arg("x"), py::arg("packed"), py::arg("n_out"),
          py::arg("in_features"), py::arg("group_size"), py::arg("sym"), py::arg("bias") = py::none(),
          py::arg("y") = py::none(), py::arg("row_begin") = 0, py::arg("row_end") = -1, py::arg("in_padded") = py::none(),

@@ -8,6 +8,6 @@ namespace slm::kernels::avx512 {
 
 #include "../int4_quantize.inc"
 
-int64_t int4_quantize_sym(const Int4QuantizeArgs& args) { return quantize_sym(args); }
+Int4QuantizeStop int4_quantize_sym(const Int4QuantizeArgs& args) { return quantize_sym(args); }
 
 }  // namespace slm::kernels::avx512

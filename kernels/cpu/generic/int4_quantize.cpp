@@ -15,7 +15,7 @@ namespace generic {
 
 #include "../int4_quantize.inc"
 
-int64_t int4_quantize_sym(const Int4QuantizeArgs& args) { return quantize_sym(args); }
+Int4QuantizeStop int4_quantize_sym(const Int4QuantizeArgs& args) { return quantize_sym(args); }
 
 }  // namespace generic
 }  // namespace slm::kernels

@@ -15,6 +15,8 @@
 #pragma once
 #include <cstdint>
 
+#include "slm/kernels/types.h"
+
 namespace slm::kernels {
 
 constexpr int64_t kQuantBlock = 32;  // activation block length along `in`
@@ -95,19 +97,20 @@ struct Int4UnpackArgs {
 };
 void int4_unpack(const Int4UnpackArgs& args);
 
-// Symmetric int4 quantization of float32 rows (kernels/cpu/int4_quantize.inc; the numpy
-// definition is slmcore/reference/quant.py's quantize_int4_sym). Per group of G elements (the last
-// zero-padded): s0 = fp16(absmax / 7); with `search`, the candidates fp16(absmax / 7 * f) for each
-// factor, fp16(extreme / -8) (extreme: the first element of largest magnitude, sign kept), then
+// Symmetric int4 quantization of rows stored as float32, float16 or bfloat16 (kernels/cpu/
+// int4_quantize.inc; the numpy definition is slmcore/reference/quant.py's quantize_int4_sym, on
+// the rows widened to float32). Per group of G elements (the last zero-padded): s0 =
+// fp16(absmax / 7); with `search`, the candidates fp16(absmax / 7 * f) for each factor,
+// fp16(extreme / -8) (extreme: the first element of largest magnitude, sign kept), then
 // fp16(extreme / -8 * f) for each factor, then refit_rounds least-squares refits of the best
 // scale so far; each candidate replaces the best only when its squared error is strictly
 // smaller. Codes q = clamp(round_half_even(x / s), -8, 7) (0 where s is 0), stored as nibbles
 // q + 8. Errors and dot products are sums of float64 squares and products in a fixed order (see
 // the reference). Writes rows [row_begin, row_end) of qweight [rows, in_padded / 2] and scales
-// [rows, n_groups] (fp16 bits). Returns -1, or the first row whose fp16(absmax / 7) overflows
-// (that row's output is then incomplete). w must be finite.
+// [rows, n_groups] (fp16 bits).
 struct Int4QuantizeArgs {
-  const float* w;            // [rows, w_stride] float32, in_features used per row
+  const void* w;             // [rows, w_stride] in w_dtype, in_features used per row
+  DType w_dtype;             // F32, F16 or BF16
   int64_t w_stride;          // elements between rows
   int64_t in_features;
   int64_t group_size;        // 32, 64 or 128
@@ -117,12 +120,20 @@ struct Int4QuantizeArgs {
   const float* factors;      // n_factors clipping factors (may be null when n_factors is 0)
   int n_factors;
   int refit_rounds;
+  float* row_buffer;         // scratch of in_features floats, the caller's (one per thread)
   uint8_t* qweight;          // [rows, qweight_stride] bytes
   int64_t qweight_stride;
   uint16_t* scales;          // [rows, scales_stride] fp16 bits
   int64_t scales_stride;
 };
-using Int4QuantizeSymFn = int64_t (*)(const Int4QuantizeArgs& args);
+// Where quantizing stopped: row < 0 when every row is done; else the first row that cannot be
+// quantized (its output incomplete, later rows untouched): element `col` is NaN or infinite, or
+// (col < 0) a group's absmax / 7 overflows float16.
+struct Int4QuantizeStop {
+  int64_t row;
+  int64_t col;
+};
+using Int4QuantizeSymFn = Int4QuantizeStop (*)(const Int4QuantizeArgs& args);
 // IEEE binary16 bits <-> float32 (round to nearest even; compiled without ISA flags), for the
 // quantizer's per-group scales.
 uint16_t f32_to_fp16_bits(float f);
