@@ -339,11 +339,38 @@ class LlamaEngine final : public Engine {
     });
   }
 
+  // Thread tid's share of the n * nq (token, head) items of causal attention, items numbered
+  // token-major: contiguous runs with about the same number of attended positions each (token t
+  // attends to min(pos0 + t + 1, window) of them), so that a long prompt's late tokens do not all
+  // land on the last thread.
+  static Range attention_items(int64_t n, int64_t nq, int64_t pos0, int64_t window, int tid, int n_threads) {
+    constexpr int64_t kItemCost = 16;  // fixed cost of one item, in attended positions
+    auto cost = [&](int64_t t) {
+      const int64_t len = pos0 + t + 1;
+      return (window > 0 ? std::min(len, window) : len) + kItemCost;
+    };
+    int64_t total = 0;
+    for (int64_t t = 0; t < n; ++t) total += cost(t);
+    total *= nq;
+    auto first_item = [&](int k) -> int64_t {  // the first item of thread k
+      if (k >= n_threads) return n * nq;
+      const int64_t target = total / n_threads * k + total % n_threads * k / n_threads;
+      int64_t before = 0;
+      for (int64_t t = 0; t < n; ++t) {
+        const int64_t c = cost(t);
+        if (before + nq * c > target) return t * nq + std::min<int64_t>(nq, (target - before + c - 1) / c);
+        before += nq * c;
+      }
+      return n * nq;
+    };
+    return Range{first_item(tid), first_item(tid + 1)};
+  }
+
   // Region 2: causal attention for this thread's (token, head) pairs.
   void attend(int tid, int64_t layer, int64_t n, int64_t pos0) {
     const int64_t nq = cfg_.n_heads, hd = cfg_.head_dim, group = cfg_.n_heads / cfg_.n_kv_heads;
     const int64_t window = cfg_.layer_windows[layer];
-    const Range mine = split_range(n * nq, tid, pool_->size(), 1);
+    const Range mine = attention_items(n, nq, pos0, window, tid, pool_->size());
     for (int64_t item = mine.begin; item < mine.end; ++item) {
       const int64_t t = item / nq, head = item % nq, kv_head = head / group, pos = pos0 + t;
       kernels::AttentionArgs a;
