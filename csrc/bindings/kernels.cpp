@@ -266,7 +266,9 @@ py::array attention(const std::string& isa, const py::object& q_obj, const py::a
                     double scale, int64_t kv_begin, int64_t kv_end, double softcap, double alibi_slope,
                     const std::optional<py::object>& k_scale_obj, const std::optional<py::object>& v_scale_obj) {
   const auto& k = table(isa);
-  const F32Array q = f32(q_obj, 1, "attention q [head_dim]");
+  // q [head_dim] (one query) or [n_queries, head_dim] (heads sharing the K/V head); out alike.
+  F32Array q = F32Array::ensure(q_obj);
+  if (!q || (q.ndim() != 1 && q.ndim() != 2)) invalid("attention: q must be float32 [head_dim] or [n_queries, head_dim]");
   DType d;
   if (stores(kc.dtype(), DType::F32)) {
     d = DType::F32;
@@ -282,8 +284,8 @@ py::array attention(const std::string& isa, const py::object& q_obj, const py::a
   }
   const int64_t ks = check_matrix(kc, d, "attention k [n_pos, head_dim]");
   const int64_t vs = check_matrix(vc, d, "attention v [n_pos, head_dim]");
-  const int64_t head_dim = q.shape(0), n_pos = kc.shape(0);
-  if (head_dim == 0) invalid("attention: q is empty");
+  const int64_t n_queries = q.ndim() == 2 ? q.shape(0) : 1, head_dim = q.shape(q.ndim() - 1), n_pos = kc.shape(0);
+  if (head_dim == 0 || n_queries == 0) invalid("attention: q is empty");
   if (kc.shape(1) != head_dim || vc.shape(0) != n_pos || vc.shape(1) != head_dim) {
     invalid("attention: k and v need shape (n_pos, " + std::to_string(head_dim) + "), got " + shape_str(kc) + " and " +
             shape_str(vc));
@@ -309,8 +311,8 @@ py::array attention(const std::string& isa, const py::object& q_obj, const py::a
               " and " + shape_str(v_scale));
     }
   }
-  F32Array out({head_dim});
-  std::vector<float> scores(static_cast<size_t>(kv_end - kv_begin));
+  F32Array out(std::vector<py::ssize_t>(q.shape(), q.shape() + q.ndim()));
+  std::vector<float> scores(static_cast<size_t>(kernels::attention_scratch_floats(n_queries, kv_end - kv_begin, head_dim)));
   kernels::AttentionArgs args{};
   args.q = q.data();
   args.k = kc.data();
@@ -329,6 +331,9 @@ py::array attention(const std::string& isa, const py::object& q_obj, const py::a
   args.v_scale = d == DType::I8 ? v_scale.data() : nullptr;
   args.scores = scores.data();
   args.out = out.mutable_data();
+  args.n_queries = n_queries;
+  args.q_stride = head_dim;
+  args.out_stride = head_dim;
   {
     py::gil_scoped_release release;
     k.attention(args);

@@ -113,7 +113,7 @@ class LlamaEngine final : public Engine {
     quant_.set_threads(n_threads);
     for (int i = 0; i < n_threads; ++i) {
       normed_.emplace_back(chunk_ * cfg_.hidden_size);
-      scores_.emplace_back(cfg_.max_seq_len);
+      scores_.emplace_back(kernels::attention_scratch_floats(cfg_.n_heads / cfg_.n_kv_heads, cfg_.max_seq_len, cfg_.head_dim));
     }
   }
 
@@ -371,8 +371,11 @@ class LlamaEngine final : public Engine {
     const int64_t nq = cfg_.n_heads, hd = cfg_.head_dim, group = cfg_.n_heads / cfg_.n_kv_heads;
     const int64_t window = cfg_.layer_windows[layer];
     const Range mine = attention_items(n, nq, pos0, window, tid, pool_->size());
-    for (int64_t item = mine.begin; item < mine.end; ++item) {
+    // One call per run of this thread's heads that share a token and a K/V head (ALiBi heads, each
+    // with its own slope, one at a time).
+    for (int64_t item = mine.begin; item < mine.end;) {
       const int64_t t = item / nq, head = item % nq, kv_head = head / group, pos = pos0 + t;
+      const int64_t run = cfg_.alibi_slopes.empty() ? std::min(mine.end - item, (kv_head + 1) * group - head) : 1;
       kernels::AttentionArgs a;
       a.q = q_.data() + t * q_dim_ + head * hd;
       a.k = cache_row(k_cache_, layer, kv_head);
@@ -389,6 +392,10 @@ class LlamaEngine final : public Engine {
       a.alibi_slope = cfg_.alibi_slopes.empty() ? 0.f : cfg_.alibi_slopes[head];
       a.scores = scores_[tid].data();
       a.out = attn_.data() + t * q_dim_ + head * hd;
+      a.n_queries = run;
+      a.q_stride = hd;
+      a.out_stride = hd;
+      item += run;
       kernels_->attention(a);
     }
   }

@@ -1,5 +1,5 @@
 // AVX2 attention of one query head over cached positions [kv_begin, kv_end), K/V in f32, f16 or int8
-// (the int8 KV cache: a float32 scale per row).
+// (the int8 KV cache: a float32 scale per row); several queries run one by one.
 //
 // 1. scores[j] = scale * dot(q, K[j]), four keys at a time (four independent FMA chains);
 // 2. p_j = e^(scores[j] - max), vectorised, and their sum;
@@ -159,9 +159,7 @@ void attention_impl(const AttentionArgs& a) {
   }
 }
 
-}  // namespace
-
-void attention(const AttentionArgs& a) {
+void attention_one(const AttentionArgs& a) {
   switch (a.kv_dtype) {
     case DType::F32: return attention_impl<DType::F32>(a);
     case DType::F16: return attention_impl<DType::F16>(a);
@@ -169,5 +167,9 @@ void attention(const AttentionArgs& a) {
     case DType::I8: return attention_impl<DType::I8>(a);
   }
 }
+
+}  // namespace
+
+void attention(const AttentionArgs& a) { attention_each_query(a, &attention_one); }
 
 }  // namespace slm::kernels::avx2

@@ -1,10 +1,16 @@
-// AVX-512 attention of one query head over cached positions [kv_begin, kv_end), K/V in f32, f16 or int8
-// (the int8 KV cache: a float32 scale per row).
+// AVX-512 attention of the query heads that share one K/V head over cached positions
+// [kv_begin, kv_end), K/V in f32, f16, bf16 or int8 (the int8 KV cache: a float32 scale per row).
 //
-// 1. scores[j] = scale * dot(q, K[j]), four keys at a time (four independent FMA chains);
-// 2. p_j = e^(scores[j] - max), vectorised, and their sum;
+// 1. Scores, per query, 16 keys at a time: 16 accumulators, one per key, gather q[c] * K[j, c]
+//    over the head's 16-lane chunks c in order (K widened in registers); one transposing
+//    reduction (reduce16) then leaves key j's dot product in lane j, each key's 16 lanes summed in
+//    the same tree, so there is no horizontal sum per key. s_j = scale * dot (times the row's
+//    scale for int8).
+// 2. p_j = e^(s_j - max) per query, and their sum.
 // 3. out = (sum_j w_j V[j]) / sum (one division at the end), w_j = p_j, or p_j * v_scale[j] for
-//    int8 rows, with the output held in registers: up to 8 vectors (128 dims) per pass over V.
+//    int8 rows: up to 4 output vectors (64 dims) per pass over V, for up to kPvQueries queries at
+//    once, so that each V row is widened once for all of them.
+// A query's arithmetic does not depend on the others in the call, so batching changes no bit.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -18,89 +24,82 @@ namespace slm::kernels::avx512 {
 
 namespace {
 
-constexpr int kOutVectors = 8;
+constexpr int kKeys = 16;       // keys per block
+constexpr int kPassVectors = 4;  // output vectors per pass over V
 
 template <DType D>
 constexpr int64_t elem_size() {
   return D == DType::F32 ? 4 : D == DType::I8 ? 1 : 2;
 }
 
-// What multiplies dot(q, stored row) to give the score: the attention scale, times the row's
-// scale for the int8 cache (its rows store K / k_scale).
-template <DType D>
-float score_scale(const AttentionArgs& a, int64_t row) {
-  if constexpr (D == DType::I8) return a.scale * a.k_scale[row];
-  return a.scale;
+// Key k of a block accumulates in slot (k % 4) * 4 + k / 4: reduce16's transposes then leave its
+// sum in lane k.
+constexpr int slot_of(int k) { return (k % 4) * 4 + k / 4; }
+
+// Lane s of the result = the sum of the 16 lanes of acc[slot_of(s)]: lanes l and l + 8 first, then
+// quarters, then pairs; the same tree for every key.
+__attribute__((always_inline)) inline __m512 reduce16(const __m512* acc) {
+  __m512 h[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+    const __m512 x = acc[2 * i], y = acc[2 * i + 1];
+    h[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_f32x4(x, y, _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  __m512 g[4];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    const __m512 u = h[2 * i], v = h[2 * i + 1];
+    g[i] = _mm512_add_ps(_mm512_shuffle_f32x4(u, v, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(u, v, _MM_SHUFFLE(3, 1, 3, 1)));
+  }
+  __m512 f[2];
+#pragma GCC unroll 2
+  for (int i = 0; i < 2; ++i) {
+    f[i] = _mm512_add_ps(_mm512_unpacklo_ps(g[2 * i], g[2 * i + 1]), _mm512_unpackhi_ps(g[2 * i], g[2 * i + 1]));
+  }
+  return _mm512_add_ps(_mm512_shuffle_ps(f[0], f[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                       _mm512_shuffle_ps(f[0], f[1], _MM_SHUFFLE(3, 2, 3, 2)));
 }
 
+// The 16 dot products of one query with cache rows [j0, j0 + 16) (stored type D, row stride in
+// elements); rows at or past nk read nothing and give 0.
 template <DType D>
-void scores_pass(const AttentionArgs& a, int64_t n_full, __mmask16 tail, float* mx_out) {
+__attribute__((always_inline)) inline __m512 block_dots(const float* q, const AttentionArgs& a, int64_t j0, int nk) {
   constexpr int64_t es = elem_size<D>();
-  const auto* k = static_cast<const unsigned char*>(a.k);
-  const int64_t row_bytes = a.kv_stride * es;
-  const int64_t n = a.kv_end - a.kv_begin;
-  __m512 mx = _mm512_set1_ps(-INFINITY);
-  int64_t j = 0;
-  for (; j + 4 <= n; j += 4) {
-    const unsigned char* k0 = k + (a.kv_begin + j) * row_bytes;
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+  const int64_t hd = a.head_dim, n_full = hd / kLanes, row_bytes = a.kv_stride * es;
+  const auto* base = static_cast<const unsigned char*>(a.k) + j0 * row_bytes;
+  const __mmask16 tail = first_lanes(hd % kLanes);
+  __m512 acc[kKeys];
+#pragma GCC unroll 16
+  for (int s = 0; s < kKeys; ++s) acc[s] = _mm512_setzero_ps();
+  if (nk == kKeys) {
     for (int64_t c = 0; c < n_full; ++c) {
-      const __m512 qv = _mm512_loadu_ps(a.q + c * kLanes);
-      for (int r = 0; r < 4; ++r) {
-        acc[r] = _mm512_fmadd_ps(qv, load_widen<D>(k0 + r * row_bytes + c * kLanes * es), acc[r]);
+      const __m512 qv = _mm512_loadu_ps(q + c * kLanes);
+#pragma GCC unroll 16
+      for (int k = 0; k < kKeys; ++k) {
+        acc[slot_of(k)] = _mm512_fmadd_ps(qv, load_widen<D>(base + k * row_bytes + c * kLanes * es), acc[slot_of(k)]);
       }
     }
-    if (tail) {
-      const __m512 qv = _mm512_maskz_loadu_ps(tail, a.q + n_full * kLanes);
-      for (int r = 0; r < 4; ++r) {
-        acc[r] = _mm512_fmadd_ps(qv, load_widen<D>(k0 + r * row_bytes + n_full * kLanes * es, tail), acc[r]);
+  } else {
+    for (int64_t c = 0; c < n_full; ++c) {
+      const __m512 qv = _mm512_loadu_ps(q + c * kLanes);
+#pragma GCC unroll 16
+      for (int k = 0; k < kKeys; ++k) {
+        const __mmask16 m = k < nk ? __mmask16(0xFFFF) : __mmask16(0);
+        acc[slot_of(k)] = _mm512_fmadd_ps(qv, load_widen<D>(base + k * row_bytes + c * kLanes * es, m), acc[slot_of(k)]);
       }
     }
-    for (int r = 0; r < 4; ++r) a.scores[j + r] = score_scale<D>(a, a.kv_begin + j + r) * hsum(acc[r]);
   }
-  for (; j < n; ++j) {
-    const unsigned char* k0 = k + (a.kv_begin + j) * row_bytes;
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t c = 0; c < n_full; ++c) {
-      acc = _mm512_fmadd_ps(_mm512_loadu_ps(a.q + c * kLanes), load_widen<D>(k0 + c * kLanes * es), acc);
+  if (tail) {
+    const __m512 qv = _mm512_maskz_loadu_ps(tail, q + n_full * kLanes);
+#pragma GCC unroll 16
+    for (int k = 0; k < kKeys; ++k) {
+      const __mmask16 m = k < nk ? tail : __mmask16(0);
+      acc[slot_of(k)] = _mm512_fmadd_ps(qv, load_widen<D>(base + k * row_bytes + n_full * kLanes * es, m), acc[slot_of(k)]);
     }
-    if (tail) {
-      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a.q + n_full * kLanes),
-                            load_widen<D>(k0 + n_full * kLanes * es, tail), acc);
-    }
-    a.scores[j] = score_scale<D>(a, a.kv_begin + j) * hsum(acc);
   }
-  if (a.softcap > 0.f) {  // Gemma 2's soft-capping: rare, so scalar
-    for (j = 0; j < n; ++j) a.scores[j] = a.softcap * std::tanh(a.scores[j] / a.softcap);
-  }
-  if (a.alibi_slope != 0.f) {  // ALiBi: one multiply-add per key, scalar
-    for (j = 0; j < n; ++j) a.scores[j] += a.alibi_slope * static_cast<float>(j - (n - 1));
-  }
-  for (j = 0; j < n; j += kLanes) {
-    const __mmask16 m = first_lanes(n - j < kLanes ? n - j : kLanes);
-    mx = _mm512_mask_max_ps(mx, m, mx, _mm512_maskz_loadu_ps(m, a.scores + j));
-  }
-  *mx_out = hmax(mx);
-}
-
-// out[d0 .. d0 + NV*16) (the last vector masked by last) = (sum_j p_j V[j, ...]) / sum.
-template <DType D, int NV>
-void pv_block(const AttentionArgs& a, int64_t d0, __mmask16 last, float sum) {
-  constexpr int64_t es = elem_size<D>();
-  const auto* v = static_cast<const unsigned char*>(a.v) + d0 * es;
-  const int64_t row_bytes = a.kv_stride * es;
-  const int64_t n = a.kv_end - a.kv_begin;
-  __m512 acc[NV];
-  for (int c = 0; c < NV; ++c) acc[c] = _mm512_setzero_ps();
-  for (int64_t j = 0; j < n; ++j) {
-    const unsigned char* vr = v + (a.kv_begin + j) * row_bytes;
-    const __m512 p = _mm512_set1_ps(a.scores[j]);
-    for (int c = 0; c + 1 < NV; ++c) acc[c] = _mm512_fmadd_ps(p, load_widen<D>(vr + c * kLanes * es), acc[c]);
-    acc[NV - 1] = _mm512_fmadd_ps(p, load_widen<D>(vr + (NV - 1) * kLanes * es, last), acc[NV - 1]);
-  }
-  const __m512 vs = _mm512_set1_ps(sum);
-  for (int c = 0; c + 1 < NV; ++c) _mm512_storeu_ps(a.out + d0 + c * kLanes, _mm512_div_ps(acc[c], vs));
-  _mm512_mask_storeu_ps(a.out + d0 + (NV - 1) * kLanes, last, _mm512_div_ps(acc[NV - 1], vs));
+  return reduce16(acc);
 }
 
 // The weights of V rows j .. j + 15 (those in m) in the output sum, from their softmax numerators
@@ -112,39 +111,116 @@ __m512 v_weights(const AttentionArgs& a, int64_t j, __m512 p, __mmask16 m) {
   return p;
 }
 
+// Pass 1 and the softmax: query r's weights w_j into scores + r * stride, and its sum of p_j.
+template <DType D>
+void softmax_weights(const AttentionArgs& a, float* scores, int64_t stride, float* sums) {
+  const int64_t n = a.kv_end - a.kv_begin;
+  for (int64_t j0 = 0; j0 < n; j0 += kKeys) {
+    const int nk = static_cast<int>(std::min<int64_t>(kKeys, n - j0));
+    const __mmask16 m = first_lanes(nk);
+    __m512 scale = _mm512_set1_ps(a.scale);
+    if constexpr (D == DType::I8) scale = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m, a.k_scale + a.kv_begin + j0));
+    for (int64_t r = 0; r < a.n_queries; ++r) {
+      const __m512 dots = block_dots<D>(a.q + r * a.q_stride, a, a.kv_begin + j0, nk);
+      _mm512_mask_storeu_ps(scores + r * stride + j0, m, _mm512_mul_ps(scale, dots));
+    }
+  }
+  for (int64_t r = 0; r < a.n_queries; ++r) {
+    float* s = scores + r * stride;
+    if (a.softcap > 0.f) {  // Gemma 2's soft-capping: rare, so scalar
+      for (int64_t j = 0; j < n; ++j) s[j] = a.softcap * std::tanh(s[j] / a.softcap);
+    }
+    if (a.alibi_slope != 0.f) {  // ALiBi: one multiply-add per key, scalar
+      for (int64_t j = 0; j < n; ++j) s[j] += a.alibi_slope * static_cast<float>(j - (n - 1));
+    }
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < n; j += kLanes) {
+      const __mmask16 m = first_lanes(n - j < kLanes ? n - j : kLanes);
+      mx = _mm512_mask_max_ps(mx, m, mx, _mm512_maskz_loadu_ps(m, s + j));
+    }
+    const __m512 vmx = _mm512_set1_ps(hmax(mx));
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j += kLanes) {
+      const __mmask16 m = first_lanes(n - j < kLanes ? n - j : kLanes);
+      const __m512 p = _mm512_maskz_mov_ps(m, exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), vmx)));
+      _mm512_mask_storeu_ps(s + j, m, v_weights<D>(a, j, p, m));
+      sum = _mm512_add_ps(sum, p);
+    }
+    sums[r] = hsum(sum);
+  }
+}
+
+// Output vectors [c0, c0 + NV) (the last masked by last) of RB queries: acc_r = sum_j w_r[j] V[j]
+// over all n keys in order (an fma chain from 0, per lane), each V row widened once for the RB
+// queries, then divided by the query's sum and stored.
+template <DType D, int NV, int RB>
+void pv_pass(const AttentionArgs& a, int64_t r0, const float* weights, int64_t stride, const float* sums, int64_t c0,
+             __mmask16 last) {
+  constexpr int64_t es = elem_size<D>();
+  const int64_t n = a.kv_end - a.kv_begin, row_bytes = a.kv_stride * es;
+  const auto* v = static_cast<const unsigned char*>(a.v) + a.kv_begin * row_bytes + c0 * kLanes * es;
+  __m512 acc[RB][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < RB; ++r) {
+#pragma GCC unroll 8
+    for (int c = 0; c < NV; ++c) acc[r][c] = _mm512_setzero_ps();
+  }
+  const float* w = weights + r0 * stride;
+  for (int64_t j = 0; j < n; ++j) {
+    const unsigned char* row = v + j * row_bytes;
+    __m512 x[NV];
+#pragma GCC unroll 8
+    for (int c = 0; c + 1 < NV; ++c) x[c] = load_widen<D>(row + c * kLanes * es);
+    x[NV - 1] = load_widen<D>(row + (NV - 1) * kLanes * es, last);
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; ++r) {
+      const __m512 p = _mm512_set1_ps(w[r * stride + j]);
+#pragma GCC unroll 8
+      for (int c = 0; c < NV; ++c) acc[r][c] = _mm512_fmadd_ps(p, x[c], acc[r][c]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < RB; ++r) {
+    float* out = a.out + (r0 + r) * a.out_stride + c0 * kLanes;
+    const __m512 vs = _mm512_set1_ps(sums[r0 + r]);
+#pragma GCC unroll 8
+    for (int c = 0; c + 1 < NV; ++c) _mm512_storeu_ps(out + c * kLanes, _mm512_div_ps(acc[r][c], vs));
+    _mm512_mask_storeu_ps(out + (NV - 1) * kLanes, last, _mm512_div_ps(acc[r][NV - 1], vs));
+  }
+}
+
+// The queries of one pass in groups of at most 4 (RB x NV accumulators fit the 32 registers).
+template <DType D, int NV>
+void pv_queries(const AttentionArgs& a, const float* weights, int64_t stride, const float* sums, int64_t c0,
+                __mmask16 last) {
+  int64_t r = 0;
+  for (; r + 4 <= a.n_queries; r += 4) pv_pass<D, NV, 4>(a, r, weights, stride, sums, c0, last);
+  switch (a.n_queries - r) {
+    case 3: pv_pass<D, NV, 3>(a, r, weights, stride, sums, c0, last); break;
+    case 2: pv_pass<D, NV, 2>(a, r, weights, stride, sums, c0, last); break;
+    case 1: pv_pass<D, NV, 1>(a, r, weights, stride, sums, c0, last); break;
+    default: break;
+  }
+}
+
 template <DType D>
 void attention_impl(const AttentionArgs& a) {
-  const int64_t hd = a.head_dim, n = a.kv_end - a.kv_begin;
-  const int64_t n_full = hd / kLanes;
-  const __mmask16 tail = first_lanes(hd % kLanes);
-  float mx;
-  scores_pass<D>(a, n_full, tail, &mx);
-
-  const __m512 vmx = _mm512_set1_ps(mx);
-  __m512 sum = _mm512_setzero_ps();
-  for (int64_t j = 0; j < n; j += kLanes) {
-    const __mmask16 m = first_lanes(n - j < kLanes ? n - j : kLanes);
-    const __m512 p = _mm512_maskz_mov_ps(m, exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, a.scores + j), vmx)));
-    _mm512_mask_storeu_ps(a.scores + j, m, v_weights<D>(a, j, p, m));
-    sum = _mm512_add_ps(sum, p);
-  }
-  const float total = hsum(sum);
-
+  const int64_t n = a.kv_end - a.kv_begin, hd = a.head_dim;
+  // Scratch (attention_scratch_floats): weights [n_queries][stride], then the sums [n_queries].
+  const int64_t stride = (n + kLanes - 1) / kLanes * kLanes;
+  float* weights = a.scores;
+  float* sums = weights + a.n_queries * stride;
+  softmax_weights<D>(a, weights, stride, sums);
   const int64_t n_vec = (hd + kLanes - 1) / kLanes;
-  for (int64_t c0 = 0; c0 < n_vec; c0 += kOutVectors) {
-    const int64_t nv = std::min<int64_t>(kOutVectors, n_vec - c0);
-    const int64_t d_last = (c0 + nv - 1) * kLanes;  // first dim of the block's last vector
+  for (int64_t c0 = 0; c0 < n_vec; c0 += kPassVectors) {
+    const int64_t nv = std::min<int64_t>(kPassVectors, n_vec - c0);
+    const int64_t d_last = (c0 + nv - 1) * kLanes;  // first dim of the pass's last vector
     const __mmask16 last = first_lanes(hd - d_last < kLanes ? hd - d_last : kLanes);
-    const int64_t d0 = c0 * kLanes;
     switch (nv) {
-      case 1: pv_block<D, 1>(a, d0, last, total); break;
-      case 2: pv_block<D, 2>(a, d0, last, total); break;
-      case 3: pv_block<D, 3>(a, d0, last, total); break;
-      case 4: pv_block<D, 4>(a, d0, last, total); break;
-      case 5: pv_block<D, 5>(a, d0, last, total); break;
-      case 6: pv_block<D, 6>(a, d0, last, total); break;
-      case 7: pv_block<D, 7>(a, d0, last, total); break;
-      default: pv_block<D, 8>(a, d0, last, total); break;
+      case 1: pv_queries<D, 1>(a, weights, stride, sums, c0, last); break;
+      case 2: pv_queries<D, 2>(a, weights, stride, sums, c0, last); break;
+      case 3: pv_queries<D, 3>(a, weights, stride, sums, c0, last); break;
+      default: pv_queries<D, 4>(a, weights, stride, sums, c0, last); break;
     }
   }
 }

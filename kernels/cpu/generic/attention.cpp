@@ -1,5 +1,5 @@
 // Scalar attention of one query head over cached positions [kv_begin, kv_end), K/V in f32, f16,
-// bf16 or int8 with a float32 scale per row (the int8 KV cache).
+// bf16 or int8 with a float32 scale per row (the int8 KV cache); several queries run one by one.
 #include <cmath>
 #include <cstdint>
 
@@ -68,9 +68,7 @@ void attention_impl(const AttentionArgs& a) {
   for (int64_t d = 0; d < hd; ++d) a.out[d] /= sum;
 }
 
-}  // namespace
-
-void attention(const AttentionArgs& a) {
+void attention_one(const AttentionArgs& a) {
   switch (a.kv_dtype) {
     case DType::F32: return attention_impl<DType::F32>(a);
     case DType::F16: return attention_impl<DType::F16>(a);
@@ -78,5 +76,9 @@ void attention(const AttentionArgs& a) {
     case DType::I8: return attention_impl<DType::I8>(a);
   }
 }
+
+}  // namespace
+
+void attention(const AttentionArgs& a) { attention_each_query(a, &attention_one); }
 
 }  // namespace slm::kernels::generic

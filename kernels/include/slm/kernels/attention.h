@@ -1,5 +1,5 @@
-// Scaled dot-product attention of one query head over a contiguous range of cached positions,
-// and the int8 KV cache's quantization of one cached row.
+// Scaled dot-product attention of query heads that share one K/V head over a contiguous range of
+// cached positions, and the int8 KV cache's quantization of one cached row.
 #pragma once
 #include <cstdint>
 #include "slm/kernels/types.h"
@@ -16,7 +16,12 @@ namespace slm::kernels {
 // the scales float32, one per row, indexed like the rows (k_scale[j] for j in [kv_begin, kv_end));
 // they are read only for I8. The values are widened to float32 in registers: q stays float32.
 // The caller applies the causal mask and sliding window by choosing [kv_begin, kv_end), which
-// must be non-empty. scores is caller-owned scratch of at least kv_end - kv_begin floats.
+// must be non-empty.
+// n_queries queries (grouped-query attention: the heads that read the same K/V head) run in one
+// call over the same positions, with the same scale, softcap and alibi_slope: query r at
+// q + r * q_stride, its output at out + r * out_stride. Each query's output is the same, bit for
+// bit, whether it runs alone or with others. scores is caller-owned scratch of at least
+// attention_scratch_floats(n_queries, kv_end - kv_begin, head_dim) floats.
 struct AttentionArgs {
   const float* q;
   const void* k;
@@ -33,7 +38,16 @@ struct AttentionArgs {
   float alibi_slope = 0.f;         // 0: none
   const float* k_scale = nullptr;  // I8 only
   const float* v_scale = nullptr;  // I8 only
+  int64_t n_queries = 1;
+  int64_t q_stride = 0;    // floats between queries (n_queries > 1)
+  int64_t out_stride = 0;  // floats between outputs (n_queries > 1)
 };
+
+// The scratch one call needs: n_queries * round_up(n_keys, 16) + round_up(n_queries, 16) floats
+// (head_dim: for kernels that may need more; compiled without ISA flags).
+int64_t attention_scratch_floats(int64_t n_queries, int64_t n_keys, int64_t head_dim);
+// Runs `one` (an attention of a single query) for each of a's queries in turn, with a's scratch.
+void attention_each_query(const AttentionArgs& a, void (*one)(const AttentionArgs&));
 
 using AttentionFn = void (*)(const AttentionArgs& args);
 
