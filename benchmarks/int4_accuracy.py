@@ -360,8 +360,8 @@ def cache_key(engine: str, label: str, setting: object, spans: dict, prompts: li
     and for slmcore's int4 variants the source of its quantizer and loader (so a change re-runs them)."""
     digest = hashlib.sha256(json.dumps([engine, label, str(setting), spans, prompts]).encode())
     if engine == "slmcore" and setting is not None:
-        for module in ("quant.py", "llm.py"):
-            digest.update((ROOT / "slmcore" / module).read_bytes())
+        for source in ("slmcore/quant.py", "slmcore/llm.py", "kernels/cpu/int4_quantize.inc"):
+            digest.update((ROOT / source).read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -353,7 +353,7 @@ class LLM:
                     value = (convert(value[0], value[1], "float32"), "float32")
                 elif isinstance(value, tuple) and dtype != "auto":
                     value = (convert(value[0], value[1], dtype), dtype)
-                weights[name] = q.engine_entry(value)
+                weights[name] = q.engine_entry(value, threads)
             if self.config.tie_word_embeddings:
                 weights["lm_head"] = weights["embed_tokens"]
             return weights

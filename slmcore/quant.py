@@ -720,14 +720,15 @@ KEPT_MATRICES = ("position_embeddings",)
 EngineWeights = dict  # canonical name -> engine entry (see engine_entry)
 
 
-def engine_entry(value: QuantizedValue) -> tuple:
+def engine_entry(value: QuantizedValue, threads: int | None = None) -> tuple:
     """What _core.Engine takes for one weight: (array, dtype) as it is; ("int4", packed, rows, cols,
-    group_size, sym) with the canonical format repacked for the CPU kernels; ("int8", q, scales)."""
+    group_size, sym) with the canonical format repacked for the CPU kernels (on `threads` threads,
+    default every core this process may use); ("int8", q, scales)."""
     from slmcore import _core
 
     if isinstance(value, Int4Tensor):
         packed = _core.kernels.int4_pack(
-            "auto", value.qweight, value.scales, value.mins, value.group_size, value.in_features
+            "auto", value.qweight, value.scales, value.mins, value.group_size, value.in_features, _threads(threads)
         )
         return ("int4", packed, value.out_features, value.in_features, value.group_size, value.sym)
     if isinstance(value, Int8Rows):
@@ -797,14 +798,14 @@ def quantize_engine_weights(
         if array.ndim != 2 or name in KEPT_MATRICES:
             entry = (array, dtype)
         elif name in prequantized:
-            entry = engine_entry(prequantized.pop(name))
+            entry = engine_entry(prequantized.pop(name), threads)
         elif name in INT8_MATRICES and embedding == "int8":
             entry = engine_entry(quantize_int8_rows(array, name=name, dtype=dtype))
         elif name in INT8_MATRICES:
             entry = _sixteen_bit(array, dtype, name)
         else:
             entry = engine_entry(
-                quantize_int4(array, group_size, sym=sym, search=search, name=name, dtype=dtype, threads=threads)
+                quantize_int4(array, group_size, sym=sym, search=search, name=name, dtype=dtype, threads=threads), threads
             )
         out[name] = entry
     return out

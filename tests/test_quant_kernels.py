@@ -210,6 +210,8 @@ def test_int4_pack_layout(isa):
             mn_view = mn_wide[:, 1 : 1 + mn.shape[1]]
         got2 = K.int4_pack(isa, wide[:, 3 : 3 + qw.shape[1]], sc_wide[:, 1 : 1 + sc.shape[1]], mn_view, g, in_features)
         assert np.array_equal(got, got2)
+        for threads in (2, 3, 7):  # threads pack runs of tiles: the same bytes
+            assert np.array_equal(K.int4_pack(isa, qw, sc, mn, g, in_features, threads), got)
 
 
 def test_int4_pack_argument_checks():
@@ -233,6 +235,8 @@ def test_int4_pack_argument_checks():
         K.int4_pack("generic", qw, sc, None, 128, 128 - 128)
     with pytest.raises(E, match="in_features"):
         K.int4_pack("generic", qw, sc, None, 128, 129)
+    with pytest.raises(E, match="threads"):
+        K.int4_pack("generic", qw, sc, None, 128, None, 0)
     with pytest.raises(E, match="contiguous"):
         K.int4_pack("generic", np.zeros((4, 128), np.uint8)[:, ::2], sc, None, 128)
 

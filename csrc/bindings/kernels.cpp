@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <string>
 #include <thread>
@@ -518,8 +519,18 @@ void check_rows_range(int64_t& row_begin, int64_t& row_end, int64_t n_out, const
   }
 }
 
+// Runs part(i) for i in [0, n) on n threads, the calling thread taking part 0 (load-time work
+// split into n disjoint parts; the caller has released the GIL).
+void run_parts(int n, const std::function<void(int)>& part) {
+  std::vector<std::thread> helpers;
+  for (int i = 1; i < n; ++i) helpers.emplace_back(part, i);
+  part(0);
+  for (auto& t : helpers) t.join();
+}
+
 py::array int4_pack(const std::string& isa, const py::array& qweight, const py::array& scales,
-                    const std::optional<py::array>& mins, int64_t group_size, std::optional<int64_t> in_features_arg) {
+                    const std::optional<py::array>& mins, int64_t group_size, std::optional<int64_t> in_features_arg,
+                    int threads) {
   const auto& k = table(isa);
   check_group_size(group_size, "int4_pack");
   const int64_t qs = check_rows(qweight, 'u', 1, "uint8", "int4_pack qweight [n_out, in_padded/2]");
@@ -556,12 +567,19 @@ py::array int4_pack(const std::string& isa, const py::array& qweight, const py::
   a.n_out = n_out;
   a.in_features = in;
   a.group_size = group_size;
-  a.tile_begin = 0;
-  a.tile_end = (n_out + kernels::kInt4RowTile - 1) / kernels::kInt4RowTile;
   a.packed = out.mutable_data();
+  if (threads < 1) invalid("int4_pack: threads must be >= 1");
+  const int64_t n_tiles = (n_out + kernels::kInt4RowTile - 1) / kernels::kInt4RowTile;
+  const int n = static_cast<int>(std::min<int64_t>(threads, n_tiles));
   {
     py::gil_scoped_release release;
-    k.int4_pack(a);
+    auto part = [&](int i) {  // threads pack disjoint runs of tiles
+      kernels::Int4PackArgs mine = a;
+      mine.tile_begin = n_tiles * i / n;
+      mine.tile_end = n_tiles * (i + 1) / n;
+      k.int4_pack(mine);
+    };
+    run_parts(n, part);
   }
   return std::move(out);
 }
@@ -645,10 +663,7 @@ py::tuple int4_quantize_sym(const std::string& isa, const py::array& w, int64_t 
       mine.row_buffer = buffers[static_cast<size_t>(i)].data();
       stops[static_cast<size_t>(i)] = k.int4_quantize_sym(mine);
     };
-    std::vector<std::thread> helpers;
-    for (int i = 1; i < n; ++i) helpers.emplace_back(part, i);
-    part(0);
-    for (auto& t : helpers) t.join();
+    run_parts(n, part);
   }
   kernels::Int4QuantizeStop first{-1, -1};
   for (const auto& stop : stops) {  // threads own increasing row ranges: the first stop is the first row
@@ -901,7 +916,7 @@ void bind_kernels(py::module_& m) {
   km.def("int4_packed_size", &int4_packed_size, py::arg("isa"), py::arg("n_out"), py::arg("in_features"),
          py::arg("group_size"), py::arg("sym"));
   km.def("int4_pack", &int4_pack, py::arg("isa"), py::arg("qweight"), py::arg("scales"), py::arg("mins") = py::none(),
-         py::arg("group_size") = 128, py::arg("in_features") = py::none(),
+         py::arg("group_size") = 128, py::arg("in_features") = py::none(), py::arg("threads") = 1,
          "Canonical int4 (qweight uint8 [n_out, in_padded/2], scales/mins float16 [n_out, n_groups]) -> packed uint8 "
          "[int4_packed_size]. in_features defaults to in_padded.");
   km.def("int4_unpack", &int4_unpack, py::arg("packed"), py::arg("n_out"), py::arg("in_features"), py::arg("group_size"),
