@@ -8,8 +8,8 @@
 //    scale for int8).
 // 2. p_j = e^(s_j - max) per query, and their sum.
 // 3. out = (sum_j w_j V[j]) / sum (one division at the end), w_j = p_j, or p_j * v_scale[j] for
-//    int8 rows: up to 4 output vectors (64 dims) per pass over V, for up to kPvQueries queries at
-//    once, so that each V row is widened once for all of them.
+//    int8 rows: per pass over V, up to 4 queries at once (each V row widened once for all of them)
+//    and 4 output vectors (64 dims), or 8 for a single query.
 // A query's arithmetic does not depend on the others in the call, so batching changes no bit.
 #include <immintrin.h>
 
@@ -25,7 +25,6 @@ namespace slm::kernels::avx512 {
 namespace {
 
 constexpr int kKeys = 16;       // keys per block
-constexpr int kPassVectors = 4;  // output vectors per pass over V
 
 template <DType D>
 constexpr int64_t elem_size() {
@@ -168,15 +167,14 @@ void pv_pass(const AttentionArgs& a, int64_t r0, const float* weights, int64_t s
   const float* w = weights + r0 * stride;
   for (int64_t j = 0; j < n; ++j) {
     const unsigned char* row = v + j * row_bytes;
-    __m512 x[NV];
+    __m512 p[RB];  // RB broadcasts and one V vector at a time live, besides the accumulators
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; ++r) p[r] = _mm512_set1_ps(w[r * stride + j]);
 #pragma GCC unroll 8
-    for (int c = 0; c + 1 < NV; ++c) x[c] = load_widen<D>(row + c * kLanes * es);
-    x[NV - 1] = load_widen<D>(row + (NV - 1) * kLanes * es, last);
-#pragma GCC unroll 8
-    for (int r = 0; r < RB; ++r) {
-      const __m512 p = _mm512_set1_ps(w[r * stride + j]);
-#pragma GCC unroll 8
-      for (int c = 0; c < NV; ++c) acc[r][c] = _mm512_fmadd_ps(p, x[c], acc[r][c]);
+    for (int c = 0; c < NV; ++c) {
+      const __m512 x = c + 1 < NV ? load_widen<D>(row + c * kLanes * es) : load_widen<D>(row + c * kLanes * es, last);
+#pragma GCC unroll 4
+      for (int r = 0; r < RB; ++r) acc[r][c] = _mm512_fmadd_ps(p[r], x, acc[r][c]);
     }
   }
 #pragma GCC unroll 8
@@ -189,39 +187,44 @@ void pv_pass(const AttentionArgs& a, int64_t r0, const float* weights, int64_t s
   }
 }
 
-// The queries of one pass in groups of at most 4 (RB x NV accumulators fit the 32 registers).
-template <DType D, int NV>
-void pv_queries(const AttentionArgs& a, const float* weights, int64_t stride, const float* sums, int64_t c0,
-                __mmask16 last) {
-  int64_t r = 0;
-  for (; r + 4 <= a.n_queries; r += 4) pv_pass<D, NV, 4>(a, r, weights, stride, sums, c0, last);
-  switch (a.n_queries - r) {
-    case 3: pv_pass<D, NV, 3>(a, r, weights, stride, sums, c0, last); break;
-    case 2: pv_pass<D, NV, 2>(a, r, weights, stride, sums, c0, last); break;
-    case 1: pv_pass<D, NV, 1>(a, r, weights, stride, sums, c0, last); break;
-    default: break;
+// The passes over V of RB queries: NV output vectors per pass, NV = 8 for one query and 4 for
+// more, so that at least 8 independent FMA chains hide the FMA latency; the last pass narrower.
+template <DType D, int RB, int NV>
+void pv_group(const AttentionArgs& a, int64_t r0, const float* weights, int64_t stride, const float* sums) {
+  const int64_t hd = a.head_dim, n_vec = (hd + kLanes - 1) / kLanes;
+  for (int64_t c0 = 0; c0 < n_vec; c0 += NV) {
+    const int64_t nv = std::min<int64_t>(NV, n_vec - c0);
+    const int64_t d_last = (c0 + nv - 1) * kLanes;  // first dim of the pass's last vector
+    const __mmask16 last = first_lanes(hd - d_last < kLanes ? hd - d_last : kLanes);
+    switch (nv) {
+      case 1: pv_pass<D, 1, RB>(a, r0, weights, stride, sums, c0, last); break;
+      case 2: pv_pass<D, 2, RB>(a, r0, weights, stride, sums, c0, last); break;
+      case 3: pv_pass<D, 3, RB>(a, r0, weights, stride, sums, c0, last); break;
+      case 4: pv_pass<D, 4, RB>(a, r0, weights, stride, sums, c0, last); break;
+      case 5: pv_pass<D, 5 <= NV ? 5 : 1, RB>(a, r0, weights, stride, sums, c0, last); break;
+      case 6: pv_pass<D, 6 <= NV ? 6 : 1, RB>(a, r0, weights, stride, sums, c0, last); break;
+      case 7: pv_pass<D, 7 <= NV ? 7 : 1, RB>(a, r0, weights, stride, sums, c0, last); break;
+      default: pv_pass<D, 8 <= NV ? 8 : 1, RB>(a, r0, weights, stride, sums, c0, last); break;
+    }
   }
 }
 
 template <DType D>
 void attention_impl(const AttentionArgs& a) {
-  const int64_t n = a.kv_end - a.kv_begin, hd = a.head_dim;
+  const int64_t n = a.kv_end - a.kv_begin;
   // Scratch (attention_scratch_floats): weights [n_queries][stride], then the sums [n_queries].
   const int64_t stride = (n + kLanes - 1) / kLanes * kLanes;
   float* weights = a.scores;
   float* sums = weights + a.n_queries * stride;
   softmax_weights<D>(a, weights, stride, sums);
-  const int64_t n_vec = (hd + kLanes - 1) / kLanes;
-  for (int64_t c0 = 0; c0 < n_vec; c0 += kPassVectors) {
-    const int64_t nv = std::min<int64_t>(kPassVectors, n_vec - c0);
-    const int64_t d_last = (c0 + nv - 1) * kLanes;  // first dim of the pass's last vector
-    const __mmask16 last = first_lanes(hd - d_last < kLanes ? hd - d_last : kLanes);
-    switch (nv) {
-      case 1: pv_queries<D, 1>(a, weights, stride, sums, c0, last); break;
-      case 2: pv_queries<D, 2>(a, weights, stride, sums, c0, last); break;
-      case 3: pv_queries<D, 3>(a, weights, stride, sums, c0, last); break;
-      default: pv_queries<D, 4>(a, weights, stride, sums, c0, last); break;
-    }
+  // P x V for groups of up to 4 queries (RB x NV accumulators and NV rows fit the 32 registers).
+  int64_t r = 0;
+  for (; r + 4 <= a.n_queries; r += 4) pv_group<D, 4, 4>(a, r, weights, stride, sums);
+  switch (a.n_queries - r) {
+    case 3: pv_group<D, 3, 4>(a, r, weights, stride, sums); break;
+    case 2: pv_group<D, 2, 4>(a, r, weights, stride, sums); break;
+    case 1: pv_group<D, 1, 8>(a, r, weights, stride, sums); break;
+    default: break;
   }
 }
 

@@ -46,7 +46,8 @@ struct AttentionArgs {
 // The scratch one call needs: n_queries * round_up(n_keys, 16) + round_up(n_queries, 16) floats
 // (head_dim: for kernels that may need more; compiled without ISA flags).
 int64_t attention_scratch_floats(int64_t n_queries, int64_t n_keys, int64_t head_dim);
-// Runs `one` (an attention of a single query) for each of a's queries in turn, with a's scratch.
+// Runs `one` (an attention of a single query) for each of a's queries in turn, with a's scratch
+// (for kernels without a batched form).
 void attention_each_query(const AttentionArgs& a, void (*one)(const AttentionArgs&));
 
 using AttentionFn = void (*)(const AttentionArgs& args);
