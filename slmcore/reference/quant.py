@@ -73,17 +73,22 @@ def dequantize_int4(qweight, scales, mins, group_size: int, in_features: int | N
     return w if in_features is None else w[:, :in_features]
 
 
+def padded_groups(w: np.ndarray, group_size: int) -> np.ndarray:
+    """W[out, in] as float32 groups [out, n_groups, G], the last group zero-padded."""
+    w = np.asarray(w, dtype=np.float32)
+    out, in_features = w.shape
+    wp = np.zeros((out, n_groups(in_features, group_size) * group_size), np.float32)
+    wp[:, :in_features] = w
+    return wp.reshape(out, -1, group_size)
+
+
 def quantize_int4(w: np.ndarray, group_size: int, sym: bool = True):
     """A simple round-to-nearest quantizer of W[out, in] into the canonical format (for tests).
 
     Returns (qweight, scales, mins) with mins None when symmetric.
     """
-    w = np.asarray(w, dtype=np.float32)
-    out, in_features = w.shape
-    ng = n_groups(in_features, group_size)
-    wp = np.zeros((out, ng * group_size), np.float32)
-    wp[:, :in_features] = w
-    g = wp.reshape(out, ng, group_size)
+    g = padded_groups(w, group_size)
+    out = g.shape[0]
     if sym:
         s = (np.abs(g).max(axis=2) / 7).astype(np.float16)
         s32 = s.astype(np.float32)[:, :, None]
@@ -136,12 +141,8 @@ def quantize_int4_sym(w: np.ndarray, group_size: int, search: bool = True, facto
     smaller. Float32 arithmetic except the sums (tree_sum of float64 squares and products).
     Returns (qweight, scales); scales whose absmax / 7 overflows float16 come back as inf.
     """
-    w = np.asarray(w, dtype=np.float32)
-    out, in_features = w.shape
-    ng = n_groups(in_features, group_size)
-    wp = np.zeros((out, ng * group_size), np.float32)
-    wp[:, :in_features] = w
-    g = wp.reshape(out, ng, group_size)
+    g = padded_groups(w, group_size)
+    out = g.shape[0]
     base = np.abs(g).max(axis=-1) / np.float32(7)
     with np.errstate(over="ignore"):
         s = base.astype(np.float16)
