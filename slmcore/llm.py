@@ -24,7 +24,7 @@ from slmcore.errors import (
 from slmcore.generate import Completion, StreamChunk
 from slmcore.generate import generate as _generate
 from slmcore.generate import stream_tokens as _stream_tokens
-from slmcore.loader import Checkpoint, convert
+from slmcore.loader import Checkpoint, available_cores, convert
 from slmcore.models import family_for
 from slmcore.rope import rope_tables
 from slmcore.sampling import SamplingParams
@@ -65,13 +65,6 @@ def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
-
-
-def _available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _token_array(token_ids: Any) -> np.ndarray:
@@ -280,7 +273,7 @@ class LLM:
         self.device = _choose_device(device)
         dtype = _choose("dtype", dtype, WEIGHT_DTYPES)
         kv_dtype = _choose("kv_dtype", kv_dtype, KV_DTYPES)
-        threads = _available_cores() if threads is None else _positive_int("threads", threads)
+        threads = available_cores() if threads is None else _positive_int("threads", threads)
         path = _resolve_model_path(model)
         self._gguf = Path(model) if isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".gguf") else None
 

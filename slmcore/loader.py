@@ -541,3 +541,11 @@ def _safetensors_header(
         np_dtypes.append(np_dtype)
     encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
     return np_dtypes, encoded + b" " * (-len(encoded) % 8)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity on Linux), the default thread count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

@@ -57,7 +57,7 @@ from tqdm.auto import tqdm
 
 from slmcore.config import QUANT_GROUP_SIZES, ModelConfig, QuantizationConfig
 from slmcore.errors import ConfigError, InvalidArgumentError, ModelFormatError
-from slmcore.loader import WEIGHT_DTYPES, Checkpoint, convert, write_safetensors
+from slmcore.loader import WEIGHT_DTYPES, Checkpoint, available_cores, convert, write_safetensors
 from slmcore.models import canonical_naming
 
 GROUP_SIZES = QUANT_GROUP_SIZES
@@ -189,10 +189,7 @@ def _finite_block(w: np.ndarray, start: int, stop: int, name: str, dtype: str | 
 
 def _threads(threads: int | None) -> int:
     if threads is None:
-        try:
-            return len(os.sched_getaffinity(0))
-        except AttributeError:  # not Linux
-            return os.cpu_count() or 1
+        return available_cores()
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise InvalidArgumentError(f"threads must be a positive integer, got {threads!r}")
     return int(threads)
